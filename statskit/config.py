@@ -1,0 +1,227 @@
+"""Settings: one table of options, read from an ini file, then the environment, then the CLI.
+
+Every option has an ini key (``[section] key``), an environment variable (the original systems'
+names where they had one, ``STATSKIT_<SECTION>_<KEY>`` otherwise) and, for the most used ones,
+a command-line flag. Later sources win: defaults < ini file < environment < CLI.
+
+    >>> settings = load_settings("development.ini", env={"SESSION_TIMEOUT": "90s"})
+    >>> settings.grafana.session_timeout
+    90.0
+"""
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+
+def parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from ``"90"``, ``"1.5"`` or a Go duration such as ``"1m30s"`` (the original's flags)."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"not a duration: {value!r} (use seconds or e.g. 1m30s)")
+    return total
+
+
+def parse_list(value: str) -> list:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_size(value: str) -> int:
+    """Bytes from ``"1048576"``, ``"512k"``, ``"5M"``."""
+    text = value.strip().lower().rstrip("b").rstrip("i")
+    factor = 1
+    if text and text[-1] in "kmg":
+        factor = {"k": 1024, "m": 1024**2, "g": 1024**3}[text[-1]]
+        text = text[:-1]
+    return int(float(text) * factor)
+
+
+@dataclass(frozen=True)
+class Option:
+    section: str
+    key: str
+    default: Any
+    parse: Callable[[str], Any] = str
+    env: Optional[str] = None
+    flag: Optional[str] = None
+    help: str = ""
+
+    @property
+    def env_name(self) -> str:
+        return self.env or f"STATSKIT_{self.section}_{self.key}".upper()
+
+
+_S, _B, _I, _F, _D, _L, _Z = str, parse_bool, int, float, parse_duration, parse_list, parse_size
+
+OPTIONS: list = [
+    # --- server: how statskit-server runs gunicorn
+    Option("server", "bind", "127.0.0.1:8080", _S, "HTTP_ADDRESS", "--bind", "address:port to listen on"),
+    Option("server", "workers", 2, _I, "STATSKIT_WORKERS", "--workers", "gunicorn worker processes"),
+    Option("server", "threads", 1, _I, None, "--threads", "threads per worker (gthread when > 1)"),
+    Option("server", "timeout", 30.0, _D, None, None, "gunicorn worker timeout"),
+    Option("server", "graceful_timeout", 10.0, _D, None, None, "seconds a stopping worker has to flush"),
+    Option("server", "data_dir", "./statskit-data", _S, "STATSKIT_DATA_DIR", "--data-dir",
+           "where the embedded SQLite state and event store live"),
+    Option("server", "access_log", False, _B, None, "--access-log", "gunicorn access log on stderr"),
+    Option("server", "log_level", "info", _S, "LOG_LEVEL", "--log-level", "debug, info, warning, error"),
+    Option("server", "trusted_proxies", [], _L, "TRUSTED_PROXIES", "--trusted-proxies",
+           "peer addresses/CIDRs whose X-Real-Ip / X-Forwarded-For are believed"),
+    # --- auth
+    Option("auth", "secret_key", [], _L, "STATSKIT_SECRET_KEY", "--secret-key",
+           "comma-separated token secrets; the first signs, all verify"),
+    Option("auth", "legacy_access_file", "", _S, "STATS_ACCESS_IDENTITIES", None,
+           "stats-service access.json whose tokens keep working"),
+    # --- limits on input
+    Option("limits", "max_body_bytes", 5 * 1024 * 1024, _Z, "STATSKIT_MAX_BODY_BYTES", None, "request body limit (413)"),
+    Option("limits", "max_event_bytes", 64 * 1024, _Z, "STATSKIT_MAX_EVENT_BYTES", None, "one event's JSON size limit (413)"),
+    Option("limits", "max_batch_events", 10000, _I, None, None, "events in one POST /log/events (413)"),
+    # --- state store shared by the workers
+    Option("state", "backend", "sqlite", _S, "STATSKIT_STATE", "--state", "sqlite or memory"),
+    Option("state", "flush_interval", 1.0, _D, None, None, "how often buffered counters reach the store"),
+    # --- sinks
+    Option("sinks", "enabled", ["sqlite", "stdout", "prometheus"], _L, "STATSKIT_SINKS", "--sinks",
+           "sinks events go to, by name (third-party ones through the statskit.sinks entry point)"),
+    Option("stdout", "format", "json", _S, "STATSKIT_STDOUT_FORMAT", None, "event log lines: json or logfmt"),
+    Option("sqlite", "retention_days", 0.0, _F, None, None, "delete stored events older than this (0 = keep)"),
+    Option("influxdb", "url", "http://localhost:8086", _S, "INFLUXDB_URL", "--influxdb-url", "InfluxDB base URL"),
+    Option("influxdb", "api", "v2", _S, "INFLUXDB_API", None, "v2 (influxdb-client) or v1 (/write, InfluxDB 1.x)"),
+    Option("influxdb", "token", "", _S, "INFLUXDB_TOKEN", None, "v2 API token"),
+    Option("influxdb", "org", "", _S, "INFLUXDB_ORG", None, "v2 organisation"),
+    Option("influxdb", "bucket", "statskit", _S, "INFLUXDB_BUCKET", None, "v2 bucket"),
+    Option("influxdb", "database", "statskit", _S, "INFLUXDB_DB", None, "v1 database (created when missing)"),
+    Option("influxdb", "retention_policy", "", _S, "INFLUXDB_RP", None, "v1 retention policy"),
+    Option("influxdb", "username", "", _S, "INFLUXDB_USER", None, "v1 user"),
+    Option("influxdb", "password", "", _S, "INFLUXDB_PASSWORD", None, "v1 password"),
+    Option("influxdb", "table_name", "analytics", _S, "TABLE_NAME", None, "measurement of uid/event events"),
+    Option("influxdb", "batch_size", 5000, _I, None, None, "points per write"),
+    Option("influxdb", "flush_interval", 1.0, _D, None, None, "max seconds a point waits before a write"),
+    Option("influxdb", "max_buffer", 200000, _I, None, None, "points buffered per worker during an outage"),
+    Option("influxdb", "timeout", 10.0, _D, None, None, "seconds per write request"),
+    Option("influxdb", "read_events", True, _B, None, None, "GET /log/event/{id} falls back to InfluxDB"),
+    # --- Grafana analytics panel sessions (/write)
+    Option("grafana", "enabled", True, _B, None, None, "mount POST /write for the analytics panel"),
+    Option("grafana", "require_token", False, _B, "WRITE_REQUIRE_TOKEN", None, "/write needs a token (header or ?token=)"),
+    Option("grafana", "session_timeout", 0.0, _D, "SESSION_TIMEOUT", "--session-timeout",
+           "max credited heartbeat gap; 0 = 1.25 x the panel's heartbeat interval"),
+    Option("grafana", "max_cache_size", 100000, _I, "MAX_CACHE_SIZE", "--max-cache-size", "sessions kept (0 = unlimited)"),
+    Option("grafana", "idle_timeout", 3600.0, _D, None, None, "a session with no payload for this long may be evicted"),
+    Option("grafana", "log_format", "logfmt", _S, "LOG_FORMAT", "--log-format", "session log lines: logfmt or json"),
+    Option("grafana", "log_raw", False, _B, "LOG_RAW", "--log-raw", "log the whole decoded payload as JSON"),
+    Option("grafana", "disable_user_metrics", False, _B, "DISABLE_USER_METRICS", "--disable-user-metrics",
+           "drop user_login and user_name labels"),
+    Option("grafana", "disable_session_log", False, _B, "DISABLE_SESSION_LOG", "--disable-session-log", "no session log lines"),
+    Option("grafana", "disable_variable_log", False, _B, "DISABLE_VARIABLE_LOG", "--disable-variable-log",
+           "omit dashboard variables from session log lines"),
+    Option("grafana", "cors_origins", ["*"], _L, "WRITE_CORS_ORIGINS", None, "origins allowed to POST /write with CORS"),
+    # --- one-shot events (/event)
+    Option("oneshot", "enabled", True, _B, None, None, "mount POST /event and one-shot samples on /metrics"),
+    Option("oneshot", "require_token", False, _B, "EVENT_REQUIRE_TOKEN", None, "/event needs a token"),
+    Option("oneshot", "use_explicit_timestamps", False, _B, "USE_EXPLICIT_TIMESTAMPS", "--use-explicit-timestamps",
+           "stamp each one-shot sample with its event time"),
+    Option("oneshot", "max_scrapers", 10, _I, "MAX_SCRAPERS", None, "scrapers tracked at once"),
+    Option("oneshot", "max_pending", 10000, _I, "MAX_PENDING_EVENTS", None, "events waiting per scraper (oldest dropped)"),
+    Option("oneshot", "scraper_timeout", 600.0, _D, "SCRAPER_TIMEOUT", None, "forget a scraper silent for this long"),
+    Option("oneshot", "backfill", 0.0, _D, "BACKFILL_WINDOW", None, "a new scraper also gets events this recent"),
+]
+
+_BY_SECTION: dict = {}
+for _opt in OPTIONS:
+    _BY_SECTION.setdefault(_opt.section, []).append(_opt)
+
+
+class Settings(SimpleNamespace):
+    """Sections as attributes: ``settings.influxdb.url``. Build with :func:`load_settings`."""
+
+    def section(self, name: str) -> SimpleNamespace:
+        return getattr(self, name)
+
+
+def defaults() -> Settings:
+    return Settings(**{s: SimpleNamespace(**{o.key: _copy(o.default) for o in opts}) for s, opts in _BY_SECTION.items()})
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _apply(settings: Settings, opt: Option, raw: str, source: str) -> None:
+    try:
+        value = opt.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    setattr(getattr(settings, opt.section), opt.key, value)
+
+
+def load_settings(
+    path: Optional[str] = None,
+    env: Optional[Mapping[str, str]] = None,
+    overrides: Optional[Mapping[str, Any]] = None,
+) -> Settings:
+    """Defaults, then the ini file at ``path`` (if any), then ``env``, then ``overrides``.
+
+    ``overrides`` maps ``"section.key"`` to an already parsed value (what the CLI passes).
+    ``env`` defaults to ``os.environ``; pass ``{}`` in tests for a clean slate.
+    """
+    settings = defaults()
+    if path:
+        parser = configparser.ConfigParser(interpolation=None)
+        if not parser.read(path):
+            raise ConfigError(f"cannot read config file {path}")
+        for section in parser.sections():
+            for key, raw in parser.items(section):
+                opt = _find(section, key)
+                if opt is not None:
+                    _apply(settings, opt, raw, f"{path} [{section}] {key}")
+    env = os.environ if env is None else env
+    for opt in OPTIONS:
+        raw = env.get(opt.env_name)
+        if raw is not None:
+            _apply(settings, opt, raw, f"environment {opt.env_name}")
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        if _find(section, key) is None:
+            raise ConfigError(f"unknown setting {dotted}")
+        setattr(getattr(settings, section), key, value)
+    return settings
+
+
+def _find(section: str, key: str) -> Optional[Option]:
+    for opt in _BY_SECTION.get(section, ()):
+        if opt.key == key:
+            return opt
+    return None
+
+
+def flag_options() -> Iterable[Option]:
+    return (o for o in OPTIONS if o.flag)

@@ -1,0 +1,36 @@
+"""Errors that carry the HTTP status a server should answer with."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class StatskitError(Exception):
+    """Base class. ``status`` is the HTTP status, ``title`` a short machine-friendly code."""
+
+    status = 400
+    title = "invalid_input"
+
+    def __init__(self, message: str, *, field: Optional[str] = None, index: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.index = index
+
+    def to_dict(self) -> dict:
+        body: dict[str, Any] = {"error": self.title, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.index is not None:
+            body["index"] = self.index
+        return body
+
+
+class ValidationError(StatskitError):
+    """Input that is well-formed JSON but not a valid event, point or payload (400)."""
+
+
+class TooLarge(StatskitError):
+    """A body, event or batch over its size limit (413)."""
+
+    status = 413
+    title = "too_large"

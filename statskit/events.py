@@ -1,0 +1,306 @@
+"""The event model: what a client posts, validated into :class:`Event` objects for the sinks.
+
+Two shapes come from stats-service's two API generations:
+
+* an **event**: a dict with ``uid`` and ``event`` (the v1 API). Every other key is kept as a
+  field (nested dicts are flattened with ``_``, as stats-client v1 did); an optional ``tags``
+  dict becomes extra tags; ``time`` sets the event time; ``event_id`` makes retries idempotent.
+* a **point**: ``{"measurement", "tags", "fields"[, "time"]}`` (the v2 API).
+
+    >>> ev = parse_item({"uid": "u1", "event": "signup", "plan": "pro"}, table_name="analytics")
+    >>> ev.measurement, ev.tags, ev.fields
+    ('analytics', {'uid': 'u1', 'event': 'signup'}, {'plan': 'pro'})
+    >>> ev.id.startswith("entry_")
+    True
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time as _time
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+from .errors import TooLarge, ValidationError
+
+Scalar = Union[str, int, float, bool]
+
+MAX_NAME_LENGTH = 128
+MAX_TEXT_LENGTH = 256
+MAX_FLATTEN_DEPTH = 4
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_EVENT_ID = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Earliest and latest times an int64 nanosecond timestamp (InfluxDB's) can hold.
+_MIN_NS, _MAX_NS = 0, 2**63 - 1
+
+
+class Event:
+    """One validated event or point, in InfluxDB's terms plus an id."""
+
+    __slots__ = ("id", "time_ns", "measurement", "tags", "fields", "uid", "event")
+
+    def __init__(self, id: str, time_ns: int, measurement: str, tags: Dict[str, str],
+                 fields: Dict[str, Scalar], uid: Optional[str] = None, event: Optional[str] = None) -> None:
+        self.id = id
+        self.time_ns = time_ns
+        self.measurement = measurement
+        self.tags = tags
+        self.fields = fields
+        self.uid = uid
+        self.event = event
+
+    @property
+    def is_point(self) -> bool:
+        return self.event is None
+
+    @property
+    def name(self) -> str:
+        """What metrics count it under: the event name, or the measurement of a point."""
+        return self.event if self.event is not None else self.measurement
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The stored form, as ``GET /log/event/{id}`` answers it."""
+        out: Dict[str, Any] = {"event_id": self.id, "time": format_time(self.time_ns), "measurement": self.measurement}
+        if self.is_point:
+            out["tags"] = dict(self.tags)
+            out["fields"] = dict(self.fields)
+            return out
+        out["uid"] = self.uid
+        out["event"] = self.event
+        extra = {k: v for k, v in self.tags.items() if k not in ("uid", "event")}
+        if extra:
+            out["tags"] = extra
+        out.update(self.fields)
+        return out
+
+    def __repr__(self) -> str:
+        return f"Event({self.to_dict()!r})"
+
+
+def new_id() -> str:
+    """``entry_<32 hex>``, the shape stats-service v1 gave (uuid4 hex; urandom is as random and faster)."""
+    return "entry_" + os.urandom(16).hex()
+
+
+def format_time(time_ns: int) -> str:
+    """RFC 3339 in UTC with microseconds, e.g. ``2026-11-22T10:00:00.123456Z``."""
+    seconds, ns = divmod(time_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{ns // 1000:06d}Z"
+
+
+def parse_time(value: Any, field: str = "time") -> int:
+    """Nanoseconds since the epoch from an RFC 3339 string or an epoch number.
+
+    Numbers are read as seconds, or as ms/us/ns when they are too large to be seconds
+    (what JavaScript's ``Date.now()`` and InfluxDB clients send).
+    """
+    if isinstance(value, bool):
+        raise ValidationError(f"{field} must be an RFC 3339 string or epoch number, not a boolean", field=field)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValidationError(f"{field} must be finite", field=field)
+        magnitude = abs(value)
+        scale = 10**9 if magnitude < 1e11 else 10**6 if magnitude < 1e14 else 10**3 if magnitude < 1e17 else 1
+        # Integers stay integers: a float would round a nanosecond timestamp.
+        ns = value * scale if isinstance(value, int) else int(round(value * scale))
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(f"{field} is not an RFC 3339 time: {value[:64]!r}", field=field) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)  # naive times are UTC, as utcnow().isoformat() sends
+        delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        ns = (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    else:
+        raise ValidationError(f"{field} must be an RFC 3339 string or epoch number", field=field)
+    if not _MIN_NS <= ns <= _MAX_NS:
+        raise ValidationError(f"{field} is outside 1970-01-01 .. 2262-04-11", field=field)
+    return ns
+
+
+def _check_name(key: Any, what: str, index: Optional[int]) -> str:
+    if not isinstance(key, str) or len(key) > MAX_NAME_LENGTH or not _NAME.match(key):
+        raise ValidationError(
+            f"{what} name {str(key)[:64]!r} is invalid: use letters, digits, '_', '.', '-' "
+            f"(not starting with a digit, '.' or '-'), at most {MAX_NAME_LENGTH} characters",
+            field=str(key)[:64], index=index)
+    return key
+
+
+def _check_text(value: Any, field: str, index: Optional[int], allow_int: bool = False) -> str:
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT_LENGTH or _CONTROL.search(value):
+        raise ValidationError(
+            f"{field} must be a non-empty string of at most {MAX_TEXT_LENGTH} characters without control characters",
+            field=field, index=index)
+    return value
+
+
+def _check_scalar(key: str, value: Any, index: Optional[int]) -> Scalar:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"field {key!r} must be a finite number", field=key, index=index)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ValidationError(f"field {key!r} does not fit a 64-bit integer", field=key, index=index)
+    return value
+
+
+def _flatten_fields(obj: Dict[str, Any], out: Dict[str, Scalar], prefix: str, depth: int, index: Optional[int]) -> None:
+    for key, value in obj.items():
+        name = _check_name(prefix + key if isinstance(key, str) else key, "field", index)
+        if value is None:
+            continue  # JSON null: nothing to store, as InfluxDB has no nulls
+        if isinstance(value, (str, bool, int, float)):
+            out[name] = _check_scalar(name, value, index)
+        elif isinstance(value, dict):
+            if depth >= MAX_FLATTEN_DEPTH:
+                raise ValidationError(f"field {name!r} is nested more than {MAX_FLATTEN_DEPTH} levels", field=name, index=index)
+            _flatten_fields(value, out, name + "_", depth + 1, index)
+        else:
+            raise ValidationError(
+                f"field {name!r} must be a string, number, boolean, null or object, not {type(value).__name__}",
+                field=name, index=index)
+
+
+def _parse_tags(tags: Any, index: Optional[int]) -> Dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise ValidationError("tags must be an object", field="tags", index=index)
+    out: Dict[str, str] = {}
+    for key, value in tags.items():
+        _check_name(key, "tag", index)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(f"tag {key!r} must be finite", field=key, index=index)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)  # stats-service stringified tag values
+        elif not isinstance(value, str):
+            raise ValidationError(f"tag {key!r} must be a string, number or boolean", field=key, index=index)
+        if _CONTROL.search(value) or len(value) > MAX_TEXT_LENGTH:
+            raise ValidationError(f"tag {key!r} must be at most {MAX_TEXT_LENGTH} characters without control characters",
+                                  field=key, index=index)
+        if value:
+            out[key] = value
+    return out
+
+
+def parse_event(obj: Dict[str, Any], *, table_name: str = "analytics", now_ns: Optional[int] = None,
+                index: Optional[int] = None) -> Event:
+    """Validate a stats-service v1 event dict (``uid`` and ``event`` required)."""
+    if "uid" not in obj or obj["uid"] is None:
+        raise ValidationError("missing 'uid'", field="uid", index=index)
+    if "event" not in obj or obj["event"] is None:
+        raise ValidationError("missing 'event'", field="event", index=index)
+    uid = _check_text(obj["uid"], "uid", index, allow_int=True)
+    name = _check_text(obj["event"], "event", index)
+    tags = _parse_tags(obj.get("tags"), index)
+    tags["uid"], tags["event"] = uid, name
+    event_id = obj.get("event_id")
+    if event_id is None:
+        event_id = new_id()
+    elif not isinstance(event_id, str) or not _EVENT_ID.match(event_id.strip().lower()):
+        raise ValidationError("event_id must be 1-64 characters of letters, digits, '_' or '-'", field="event_id", index=index)
+    else:
+        event_id = event_id.strip().lower()
+    time_ns = parse_time(obj["time"]) if obj.get("time") is not None else (now_ns or _time.time_ns())
+    fields: Dict[str, Scalar] = {}
+    rest = {k: v for k, v in obj.items() if k not in ("uid", "event", "tags", "event_id", "time")}
+    _flatten_fields(rest, fields, "", 0, index)
+    return Event(event_id, time_ns, table_name, tags, fields, uid=uid, event=name)
+
+
+def parse_point(obj: Dict[str, Any], *, now_ns: Optional[int] = None, index: Optional[int] = None) -> Event:
+    """Validate a stats-service v2 point ``{measurement, tags, fields[, time]}``."""
+    measurement = _check_text(obj.get("measurement"), "measurement", index)
+    tags = _parse_tags(obj.get("tags"), index)
+    raw_fields = obj.get("fields")
+    if not isinstance(raw_fields, dict) or not raw_fields:
+        raise ValidationError("fields must be a non-empty object", field="fields", index=index)
+    fields: Dict[str, Scalar] = {}
+    _flatten_fields(raw_fields, fields, "", 0, index)
+    if not fields:
+        raise ValidationError("fields has no non-null value", field="fields", index=index)
+    time_ns = parse_time(obj["time"]) if obj.get("time") is not None else (now_ns or _time.time_ns())
+    return Event(new_id(), time_ns, measurement, tags, fields)
+
+
+def parse_item(obj: Any, *, table_name: str = "analytics", now_ns: Optional[int] = None,
+               index: Optional[int] = None) -> Event:
+    """An event or a point, told apart by the point's ``measurement`` + ``fields`` keys."""
+    if not isinstance(obj, dict):
+        raise ValidationError(f"expected a JSON object, got {_json_type(obj)}", index=index)
+    if "measurement" in obj and "fields" in obj and "uid" not in obj and "event" not in obj:
+        return parse_point(obj, now_ns=now_ns, index=index)
+    return parse_event(obj, table_name=table_name, now_ns=now_ns, index=index)
+
+
+def parse_items(objs: List[Any], *, table_name: str = "analytics") -> List[Event]:
+    """Validate a whole batch; the first bad item raises, so a batch is taken whole or not at all."""
+    now_ns = _time.time_ns()
+    return [parse_item(obj, table_name=table_name, now_ns=now_ns, index=i) for i, obj in enumerate(objs)]
+
+
+def _json_type(obj: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(obj), "a number")
+
+
+def decode_json(body: bytes) -> Any:
+    """One JSON document, or a 400 that says where it broke."""
+    if not body.strip():
+        raise ValidationError("empty body: expected JSON")
+    try:
+        return json.loads(body.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
+    except UnicodeDecodeError:
+        raise ValidationError("body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ValidationError("malformed JSON: nested too deeply") from None
+
+
+def decode_batch(body: bytes, max_items: int) -> List[Any]:
+    """A JSON array, or NDJSON (one JSON object per line)."""
+    stripped = body.lstrip()
+    if stripped[:1] == b"[":
+        items = decode_json(body)
+        if not isinstance(items, list):
+            raise ValidationError("expected a JSON array or NDJSON")
+    else:
+        items = []
+        for lineno, line in enumerate(body.splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except (ValueError, RecursionError) as exc:
+                    raise ValidationError(f"malformed NDJSON on line {lineno}: {exc}", index=len(items)) from None
+        if not items:
+            raise ValidationError("empty body: expected a JSON array or NDJSON")
+    if len(items) > max_items:
+        raise TooLarge(f"{len(items)} events in one request; the limit is {max_items}")
+    return items
+
+
+def check_item_sizes(items: Iterable[Any], body_length: int, max_event_bytes: int) -> None:
+    """413 for any single item larger than ``max_event_bytes`` once encoded.
+
+    Skipped when the whole body is within the limit, which is the common case and free.
+    """
+    if body_length <= max_event_bytes:
+        return
+    for i, item in enumerate(items):
+        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > max_event_bytes:
+            raise TooLarge(f"event {i} is {size} bytes; the limit is {max_event_bytes}", index=i)

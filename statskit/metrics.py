@@ -1,0 +1,151 @@
+"""``/metrics``: Prometheus families computed at scrape time from the shared state.
+
+Nothing here keeps per-process metric values: every counter lives in the state store, so any
+worker renders the same numbers, and a restart starts from where the store left off. (The
+alternative, prometheus_client's multiprocess mode, merges one file per process per scrape and
+slows down as workers recycle: client_python #367.)
+
+Features add their own families by passing a :class:`MetricSource`:
+
+    >>> from statskit.state.memory import MemoryState
+    >>> state = MemoryState()
+    >>> describe("demo_things", "counter", "Things seen.")
+    >>> state.incr("demo_things", {"kind": "a"}, 2)
+    >>> body, _ = render([StateMetrics(state)], Scrape("127.0.0.1"))
+    >>> b'demo_things_total{kind="a"} 2.0' in body
+    True
+"""
+from __future__ import annotations
+
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from . import __version__
+from .state import StateStore
+
+# Request latency buckets (seconds): a gunicorn sync worker answers in 0.1-10 ms when healthy.
+LATENCY_BUCKETS: Tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+@dataclass
+class Scrape:
+    """Who is scraping: one-shot events are handed out per scraper, and only on GET."""
+
+    scraper: str
+    consume: bool = True
+    time: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.time:
+            self.time = time.time()
+
+
+class MetricSource(Protocol):
+    def collect(self, scrape: Scrape) -> Iterable[Metric]: ...
+
+
+_DESCRIPTIONS: Dict[str, Tuple[str, str]] = {}
+
+
+def describe(name: str, kind: str, help: str) -> None:
+    """Declare how a counter kept in the state store is exposed (``counter`` or ``histogram``)."""
+    _DESCRIPTIONS[name] = (kind, help)
+
+
+describe("statskit_events_accepted", "counter", "Events stored, by measurement and event name.")
+describe("statskit_events_rejected", "counter", "Events refused with a 4xx, by event name (when known) and reason.")
+describe("statskit_http_requests", "counter", "HTTP requests answered, by route, method and status.")
+describe("statskit_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route and method.")
+describe("statskit_sink_errors", "counter", "Failures of a sink to take, write or read events.")
+describe("statskit_sink_dropped", "counter", "Events a sink gave up on (buffer full or retries exhausted).")
+describe("statskit_sink_written", "counter", "Events a buffering sink wrote to its backend.")
+
+
+def observe_request(state: StateStore, route: str, method: str, status: int, seconds: float) -> None:
+    """Count one request and its latency (a histogram kept as cumulative counters)."""
+    state.incr("statskit_http_requests", (("method", method), ("route", route), ("status", str(status))), 1)
+    labels = (("method", method), ("route", route))
+    name = "statskit_http_request_duration_seconds"
+    for bound in LATENCY_BUCKETS:
+        if seconds <= bound:
+            state.incr(name + "_bucket", labels + (("le", repr(bound)),), 1)
+    state.incr(name + "_bucket", labels + (("le", "+Inf"),), 1)
+    state.incr(name + "_count", labels, 1)
+    state.incr(name + "_sum", labels, seconds)
+
+
+class StateMetrics:
+    """Every counter in the state store, shaped by :func:`describe`, plus build info."""
+
+    def __init__(self, state: StateStore, prefix: str = "statskit_") -> None:
+        self.state = state
+        self.prefix = prefix
+
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        build = GaugeMetricFamily("statskit_build_info", "statskit version and Python it runs on.",
+                                  labels=["version", "python"])
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
+        yield from families_from_counters(self.state.counters(self.prefix))
+
+
+def families_from_counters(rows: Sequence[Tuple[str, tuple, float]]) -> Iterator[Metric]:
+    """Group state rows into families: plain counters, and histograms from their
+    ``_bucket`` / ``_count`` / ``_sum`` rows."""
+    counters: Dict[str, List[Tuple[tuple, float]]] = defaultdict(list)
+    for name, labels, value in rows:
+        counters[name].append((labels, value))
+    for name in sorted(counters):
+        kind, help = _DESCRIPTIONS.get(name, ("counter", name.replace("_", " ") + "."))
+        if kind == "counter":
+            family = None
+            for labels, value in counters[name]:
+                if family is None:
+                    family = CounterMetricFamily(name, help, labels=[k for k, _ in labels])
+                family.add_metric([v for _, v in labels], value)
+            if family is not None:
+                yield family
+    for name, (kind, help) in sorted(_DESCRIPTIONS.items()):
+        if kind == "histogram" and name + "_count" in counters:
+            yield _histogram(name, help, counters)
+
+
+def _histogram(name: str, help: str, counters: Dict[str, List[Tuple[tuple, float]]]) -> Metric:
+    buckets: Dict[tuple, List[Tuple[str, float]]] = defaultdict(list)
+    for labels, value in counters.get(name + "_bucket", ()):
+        base = tuple(p for p in labels if p[0] != "le")
+        le = dict(labels)["le"]
+        buckets[base].append((le, value))
+    sums = dict(counters.get(name + "_sum", ()))
+    label_names = None
+    family = None
+    for base, count in counters[name + "_count"]:
+        if family is None:
+            label_names = [k for k, _ in base]
+            family = HistogramMetricFamily(name, help, labels=label_names)
+        series = sorted(buckets.get(base, []), key=lambda item: float(item[0]))
+        family.add_metric([v for _, v in base], [(le, value) for le, value in series], sums.get(base, 0.0))
+    return family
+
+
+class _Collected:
+    """What prometheus_client's encoders expect from a registry: a ``collect()`` method."""
+
+    def __init__(self, sources: Sequence[MetricSource], scrape: Scrape) -> None:
+        self.sources, self.scrape = sources, scrape
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self.sources:
+            yield from source.collect(self.scrape)
+
+
+def render(sources: Sequence[MetricSource], scrape: Scrape, accept: Optional[str] = None) -> Tuple[bytes, str]:
+    """Exposition text (Prometheus 0.0.4 or OpenMetrics, by ``Accept``) and its content type."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(_Collected(sources, scrape)), content_type

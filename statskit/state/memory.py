@@ -1,0 +1,32 @@
+"""In-process state: for tests and single-process embedding. Nothing is shared or persisted."""
+from __future__ import annotations
+
+import threading
+from typing import Dict, List, Tuple
+
+from . import CounterRow, LabelKey, Labels, label_key
+
+
+class MemoryState:
+    """Counters in a dict guarded by a lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._counters: Dict[Tuple[str, LabelKey], float] = {}
+
+    def incr(self, name: str, labels: Labels = (), amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        key = (name, label_key(labels))
+        with self.lock:
+            self._counters[key] = self._counters.get(key, 0.0) + amount
+
+    def counters(self, prefix: str = "") -> List[CounterRow]:
+        with self.lock:
+            return [(n, lk, v) for (n, lk), v in sorted(self._counters.items()) if n.startswith(prefix)]
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

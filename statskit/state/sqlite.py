@@ -1,0 +1,187 @@
+"""The embedded default: one SQLite database in WAL mode, shared by the workers of one host.
+
+WAL lets readers run beside the single writer; ``synchronous=NORMAL`` makes a commit cost no
+fsync (a power cut may lose the last commits, a crashed process loses nothing committed).
+Connections are per thread and per process, so the store is safe after ``os.fork()``.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sqlite3
+import threading
+import weakref
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Tuple
+
+from . import CounterRow, LabelKey, Labels, label_key
+
+DATABASE_NAME = "statskit.db"
+
+_COUNTERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (
+    name   TEXT NOT NULL,
+    labels TEXT NOT NULL,   -- JSON array of [name, value] pairs, sorted
+    value  REAL NOT NULL,
+    PRIMARY KEY (name, labels)
+) WITHOUT ROWID;
+"""
+
+
+def database_path(data_dir: str) -> str:
+    os.makedirs(data_dir, exist_ok=True)
+    return os.path.join(data_dir, DATABASE_NAME)
+
+
+class SQLiteDB:
+    """A database file with one connection per (process, thread) and explicit write transactions.
+
+        >>> db = SQLiteDB("/tmp/example.db")
+        >>> db.ensure_schema("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        >>> with db.transaction() as conn:
+        ...     _ = conn.execute("INSERT INTO t VALUES (1)")
+    """
+
+    def __init__(self, path: str, busy_timeout_ms: int = 10000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._schemas: set = set()
+
+    def connection(self) -> sqlite3.Connection:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            # A connection inherited through fork() must never be used by the child.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front so that
+        read-modify-write sequences from several workers never interleave."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def ensure_schema(self, sql: str) -> None:
+        """Run idempotent DDL once per process."""
+        if sql in self._schemas:
+            return
+        with self.transaction() as conn:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        self._schemas.add(sql)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local = threading.local()
+
+
+class SQLiteState:
+    """Counters in SQLite, buffered per process and flushed at most ``flush_interval`` apart.
+
+    Increments land in a local dict (a request costs no write); a daemon thread, started lazily
+    in each process, adds them to the shared table. ``counters()`` flushes first, so the process
+    answering a scrape always shows its own increments; other processes' show within one interval.
+    """
+
+    def __init__(self, path: str, flush_interval: float = 1.0) -> None:
+        self.db = SQLiteDB(path)
+        self.db.ensure_schema(_COUNTERS_SCHEMA)
+        self.flush_interval = flush_interval
+        self._lock = threading.Lock()
+        self._pending: Dict[Tuple[str, LabelKey], float] = {}
+        self._flusher_pid = 0
+        self._stop = threading.Event()
+        _live_states.add(self)
+
+    def incr(self, name: str, labels: Labels = (), amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        key = (name, label_key(labels))
+        with self._lock:
+            self._pending[key] = self._pending.get(key, 0.0) + amount
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+            self._stop = threading.Event()
+        threading.Thread(target=self._run_flusher, name="statskit-state-flush", daemon=True).start()
+
+    def _run_flusher(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except sqlite3.Error:
+                pass  # retried on the next tick; the increments stay pending
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        rows = [(name, _encode_labels(lk), value) for (name, lk), value in pending.items()]
+        try:
+            with self.db.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                    rows,
+                )
+        except BaseException:
+            with self._lock:  # put them back: counters never lose acknowledged increments
+                for key, value in pending.items():
+                    self._pending[key] = self._pending.get(key, 0.0) + value
+            raise
+
+    def counters(self, prefix: str = "") -> List[CounterRow]:
+        self.flush()
+        cur = self.db.connection().execute(
+            "SELECT name, labels, value FROM counters WHERE name >= ? AND name < ? ORDER BY name, labels",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [(name, _decode_labels(labels), value) for name, labels, value in cur]
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+        _live_states.discard(self)
+
+
+def _encode_labels(lk: LabelKey) -> str:
+    return json.dumps([list(p) for p in lk], separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode_labels(text: str) -> LabelKey:
+    return tuple((k, v) for k, v in json.loads(text))
+
+
+_live_states: "weakref.WeakSet[SQLiteState]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for state in list(_live_states):
+        try:
+            state.flush()
+        except Exception:
+            pass

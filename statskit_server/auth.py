@@ -1,0 +1,59 @@
+"""Token authentication: ``Authorization: Token <t>`` (or ``Bearer <t>``), or ``?token=`` on the
+routes whose clients cannot send headers (the Grafana panel posts with ``mode: 'no-cors'``).
+
+Tokens are statskit's own (:mod:`statskit.tokens`) or, when ``[auth] legacy_access_file`` is
+set, tokens from a stats-service ``access.json`` (:mod:`statskit.legacy_tokens`).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import falcon
+
+from statskit.legacy_tokens import LegacyAccessFile, token_from_authorization
+from statskit.tokens import Identity, TokenError, TokenSigner
+
+CHALLENGE = ["Token", 'Bearer realm="statskit"']
+
+
+class Authenticator:
+    def __init__(self, signer: TokenSigner, legacy: Optional[LegacyAccessFile] = None) -> None:
+        self.signer = signer
+        self.legacy = legacy
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Authenticator":
+        path = settings.auth.legacy_access_file
+        return cls(TokenSigner(settings.auth.secret_key), LegacyAccessFile(path) if path else None)
+
+    def verify(self, token: str) -> Identity:
+        try:
+            return self.signer.verify(token)
+        except TokenError as exc:
+            if self.legacy is None:
+                raise
+            try:
+                return self.legacy.verify(token)
+            except TokenError:
+                raise exc from None
+
+    def require(self, req: falcon.Request, scope: str, allow_query: bool = False) -> Identity:
+        """The caller's identity, or 401 (no/bad token) / 403 (token without ``scope``)."""
+        header = req.get_header("Authorization")
+        token = token_from_authorization(header) if header else ""
+        if not token and allow_query:
+            token = req.get_param("token") or ""
+        if not token:
+            where = "an Authorization: Token <token> header" + (" or a token parameter" if allow_query else "")
+            raise falcon.HTTPUnauthorized(title="401 Unauthorized", description=f"missing token: send {where}",
+                                          challenges=CHALLENGE)
+        try:
+            identity = self.verify(token)
+        except TokenError as exc:
+            raise falcon.HTTPUnauthorized(title="401 Unauthorized", description=f"invalid token: {exc}",
+                                          challenges=CHALLENGE) from None
+        if not identity.has(scope):
+            raise falcon.HTTPForbidden(title="403 Forbidden",
+                                       description=f"token of {identity.name!r} lacks the {scope!r} scope")
+        req.context.identity = identity
+        return identity

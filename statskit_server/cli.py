@@ -1,0 +1,129 @@
+"""``statskit-server``: gunicorn with the statskit app and its lifecycle hooks.
+
+    statskit-server --bind 127.0.0.1:8080 --data-dir ./statskit-data --workers 2
+    statskit-server --config development.ini
+
+Every flag is also an ini key and an environment variable (see ``statskit/config.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from typing import Any, List, Optional
+
+from statskit import __version__, logs
+from statskit.config import ConfigError, Settings, flag_options, load_settings, parse_bool
+
+log = logging.getLogger("statskit.server")
+
+SECRET_FILE = "secret.key"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="statskit-server", description="Run the statskit ingestion server under gunicorn.")
+    parser.add_argument("--config", default=os.environ.get("STATSKIT_CONFIG"), help="ini file (env STATSKIT_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"statskit {__version__}")
+    for opt in flag_options():
+        dest = f"{opt.section}.{opt.key}"
+        extra = f" (ini [{opt.section}] {opt.key}, env {opt.env_name})"
+        if opt.parse is parse_bool:
+            parser.add_argument(opt.flag, dest=dest, nargs="?", const="true", default=None, metavar="BOOL",
+                                help=opt.help + extra)
+        else:
+            parser.add_argument(opt.flag, dest=dest, default=None, help=opt.help + extra)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    for opt in flag_options():
+        raw = getattr(args, f"{opt.section}.{opt.key}")
+        if raw is not None:
+            try:
+                overrides[f"{opt.section}.{opt.key}"] = opt.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{opt.flag}: {exc}") from None
+    return load_settings(args.config, overrides=overrides)
+
+
+def ensure_secret(settings: Settings) -> None:
+    """With no secret configured, use (or create) ``<data_dir>/secret.key`` so the embedded
+    defaults work out of the box; ``statskit-token`` finds the same file."""
+    if settings.auth.secret_key:
+        return
+    path = os.path.join(settings.server.data_dir, SECRET_FILE)
+    os.makedirs(settings.server.data_dir, exist_ok=True)
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        log.warning("no secret key configured: generated %s (mint tokens with statskit-token --data-dir %s)",
+                    path, settings.server.data_dir)
+    with open(path) as fh:
+        settings.auth.secret_key = [fh.read().strip()]
+
+
+def gunicorn_options(settings: Settings) -> dict:
+    server = settings.server
+    return {
+        "bind": [server.bind],
+        "workers": server.workers,
+        "threads": server.threads,
+        "worker_class": "gthread" if server.threads > 1 else "sync",
+        "timeout": int(server.timeout),
+        "graceful_timeout": int(server.graceful_timeout),
+        "accesslog": "-" if server.access_log else None,
+        "errorlog": "-",
+        "loglevel": server.log_level,
+        "proc_name": "statskit",
+        "worker_exit": _worker_exit,
+        "forwarded_allow_ips": ",".join(server.trusted_proxies) or "127.0.0.1",
+    }
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    # A graceful stop (SIGTERM) or a recycled worker: flush every buffer before the process ends.
+    from . import shutdown
+
+    shutdown(server.cfg.graceful_timeout)
+
+
+def run(settings: Settings) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from .app import create_app
+
+    class StatskitApplication(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(settings).items():
+                if value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    # Create the database and its schema once, in the master, before workers race to do it.
+    from statskit.pipeline import build_pipeline
+
+    build_pipeline(settings).close(1.0)
+    StatskitApplication().run()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"statskit-server: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.server.log_level)
+    ensure_secret(settings)
+    run(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

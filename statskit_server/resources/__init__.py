@@ -1,0 +1,1 @@
+"""HTTP resources: each translates requests into library calls and nothing more."""

@@ -1,0 +1,135 @@
+"""Run the real ``statskit-server`` (gunicorn) on a free loopback port, for end-to-end tests.
+
+    with StatskitServer(tmp_path, workers=2) as server:
+        requests.get(server.url + "/ping")
+        server.restart()          # graceful stop (SIGTERM) and start again, same port and data
+
+The server is stopped by its PID; a graceful stop sends SIGTERM and waits for gunicorn to
+flush and exit, as an operator's ``systemctl stop`` would.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "e2e-test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class StatskitServer:
+    """``statskit-server`` in a subprocess; stdout/stderr go to files in ``data_dir``."""
+
+    def __init__(self, data_dir, *, workers: int = 1, args: Optional[List[str]] = None,
+                 env: Optional[Dict[str, str]] = None, port: Optional[int] = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.workers = workers
+        self.args = list(args or [])
+        self.env = dict(env or {})
+        self.port = port or free_port()
+        self.proc: Optional[subprocess.Popen] = None
+        self.stdout_path = self.data_dir / "server.stdout"
+        self.stderr_path = self.data_dir / "server.stderr"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def token(self, scopes=("write", "read"), name: str = "e2e") -> str:
+        from statskit.tokens import TokenSigner
+
+        return TokenSigner([SECRET]).mint(name, list(scopes))
+
+    def headers(self, scopes=("write", "read")) -> Dict[str, str]:
+        return {"Authorization": f"Token {self.token(scopes)}"}
+
+    def start(self, timeout: float = 30.0) -> "StatskitServer":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STATSKIT_")}
+        env.update({"STATSKIT_SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+        env.update(self.env)
+        cmd = [sys.executable, "-m", "statskit_server.cli", "--bind", f"127.0.0.1:{self.port}",
+               "--data-dir", str(self.data_dir), "--workers", str(self.workers), *self.args]
+        self.proc = subprocess.Popen(cmd, cwd=str(self.data_dir), env=env,
+                                     stdout=open(self.stdout_path, "ab"), stderr=open(self.stderr_path, "ab"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"statskit-server exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"statskit-server did not answer within {timeout} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """Graceful stop: SIGTERM, wait for gunicorn to flush and exit; SIGKILL past ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"statskit-server ignored SIGTERM for {timeout} s:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """A crash: SIGKILL the master and its workers (the process group is not ours, so by PID)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for child in _children(self.proc.pid):
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def restart(self) -> "StatskitServer":
+        self.stop()
+        return self.start()
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> "StatskitServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.stop()
+        finally:
+            self.kill()
+
+
+def _children(pid: int) -> List[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in out.split()]

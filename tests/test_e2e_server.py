@@ -1,0 +1,71 @@
+"""statskit-server under real gunicorn: workers share state, restarts keep counters."""
+import re
+
+import pytest
+import requests
+
+from gunicorn_server import StatskitServer
+
+pytestmark = pytest.mark.e2e
+
+
+def accepted(text: str, event: str) -> float:
+    match = re.search(r'statskit_events_accepted_total\{event="%s",measurement="analytics"\} (\S+)' % event, text)
+    return float(match.group(1)) if match else 0.0
+
+
+def metrics_until_settled(server: StatskitServer, expected: float, event: str, tries: int = 60) -> str:
+    """Counters of the other worker reach the store within [state] flush_interval (1 s)."""
+    text = ""
+    for _ in range(tries):
+        text = requests.get(server.url + "/metrics", timeout=5).text
+        if accepted(text, event) == expected:
+            return text
+        import time
+
+        time.sleep(0.1)
+    return text
+
+
+def test_two_workers_answer_metrics_with_the_same_counts(tmp_path):
+    with StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus"]) as server:
+        session = requests.Session()
+        headers = server.headers()
+        for i in range(40):
+            assert session.post(server.url + "/log/event", json={"uid": f"u{i}", "event": "signup"},
+                                headers=headers, timeout=5).status_code == 200
+        resp = session.post(server.url + "/log/events", json=[{"uid": "b", "event": "signup"}] * 60,
+                            headers=headers, timeout=5)
+        assert resp.json()["count"] == 60
+        metrics_until_settled(server, 100, "signup")
+        # New connections spread over both workers; every answer must agree.
+        counts = {accepted(requests.get(server.url + "/metrics", timeout=5).text, "signup") for _ in range(10)}
+        assert counts == {100.0}
+        listed = requests.get(server.url + "/log/events", params={"limit": 1000}, headers=headers, timeout=5).json()
+        assert listed["count"] == 100
+
+
+def test_counters_and_events_survive_a_graceful_restart(tmp_path):
+    server = StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus"])
+    with server:
+        headers = server.headers()
+        ids = [requests.post(server.url + "/log/event", json={"uid": "u", "event": "restart"}, headers=headers,
+                             timeout=5).json() for _ in range(25)]
+        # Stop right away: increments still buffered in a worker must be flushed by the SIGTERM path.
+        server.restart()
+        text = requests.get(server.url + "/metrics", timeout=5).text
+        assert accepted(text, "restart") == 25
+        got = requests.get(server.url + f"/log/event/{ids[0]}", headers=headers, timeout=5)
+        assert got.status_code == 200 and got.json()["event"] == "restart"
+
+
+def test_default_sinks_print_json_lines_on_stdout(tmp_path):
+    with StatskitServer(tmp_path) as server:
+        event_id = requests.post(server.url + "/log/event", json={"uid": "u9", "event": "logged", "n": 1},
+                                 headers=server.headers(), timeout=5).json()
+    lines = [line for line in server.stdout().splitlines() if event_id in line]
+    assert len(lines) == 1
+    import json
+
+    record = json.loads(lines[0])
+    assert record["msg"] == "event" and record["uid"] == "u9" and record["n"] == 1

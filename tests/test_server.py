@@ -1,0 +1,188 @@
+"""The stats-service routes, in-process through falcon.testing."""
+import gzip
+import json
+import re
+
+import pytest
+from falcon import testing
+
+from statskit.config import load_settings
+from statskit.state import sum_by
+from statskit.tokens import TokenSigner
+from statskit_server import create_app
+
+SECRET = "unit-test-secret"
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(env={}, overrides={
+        "server.data_dir": str(tmp_path), "auth.secret_key": [SECRET],
+        "sinks.enabled": ["sqlite", "prometheus"], "limits.max_body_bytes": 200_000,
+        "limits.max_event_bytes": 10_000, "limits.max_batch_events": 1000,
+    })
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    yield app
+    app.statskit.close(1.0)
+
+
+@pytest.fixture
+def client(app):
+    return testing.TestClient(app)
+
+
+def auth(scopes=("write", "read"), secret=SECRET):
+    return {"Authorization": "Token " + TokenSigner([secret]).mint("tester", list(scopes))}
+
+
+def stored(app):
+    return app.statskit.pipeline.sinks[0].count()
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/ping", "/ping/"])
+def test_health_routes_are_public(client, path):
+    resp = client.simulate_get(path)
+    assert resp.status_code == 200
+    assert resp.json["status"] == "ok" and resp.json["name"] == "statskit" and resp.json["version"]
+
+
+def test_v1_event_is_stored_and_read_back(client):
+    resp = client.simulate_post("/log/event", json={"uid": "u1", "event": "signup", "plan": "pro"}, headers=auth())
+    assert resp.status_code == 200
+    event_id = resp.json
+    assert re.fullmatch(r"entry_[0-9a-f]{32}", event_id)
+    got = client.simulate_get(f"/log/event/{event_id.upper()} ", headers=auth(["read"]))
+    assert got.status_code == 200
+    assert got.json["uid"] == "u1" and got.json["event"] == "signup" and got.json["plan"] == "pro"
+    assert client.simulate_get(f"/log/event/{event_id}/", headers=auth(["read"])).json["event_id"] == event_id
+
+
+def test_v2_points_answer_ok_and_trailing_slash_works(client, app):
+    points = [{"measurement": "cpu", "tags": {"host": "a"}, "fields": {"v": 1.5}},
+              {"measurement": "cpu", "tags": {"host": "b"}, "fields": {"v": 2}}]
+    resp = client.simulate_post("/log/event/", json=points, headers=auth())
+    assert resp.status_code == 200 and resp.json == "OK"
+    assert stored(app) == 2
+
+
+def test_bearer_header_works_too(client):
+    token = TokenSigner([SECRET]).mint("svc", ["write"])
+    resp = client.simulate_post("/log/event", json={"uid": "u", "event": "e"}, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200
+
+
+def test_batch_of_events_as_array_and_ndjson(client, app):
+    batch = [{"uid": f"u{i}", "event": "view"} for i in range(5)]
+    resp = client.simulate_post("/log/events", json=batch, headers=auth())
+    assert resp.status_code == 200 and resp.json["count"] == 5 and len(set(resp.json["ids"])) == 5
+    ndjson = "\n".join(json.dumps(e) for e in batch)
+    resp = client.simulate_post("/log/events", body=ndjson, headers={**auth(), "Content-Type": "application/x-ndjson"})
+    assert resp.json["count"] == 5
+    assert stored(app) == 10
+
+
+def test_gzip_bodies_are_accepted(client, app):
+    body = gzip.compress(json.dumps([{"uid": "u", "event": "zipped"}] * 3).encode())
+    resp = client.simulate_post("/log/events", body=body, headers={**auth(), "Content-Encoding": "gzip"})
+    assert resp.status_code == 200 and resp.json["count"] == 3
+
+
+def test_query_recent_events_newest_first_with_filters(client):
+    for i, name in enumerate(["a", "b", "a"]):
+        client.simulate_post("/log/event", json={"uid": "u", "event": name, "time": 1795341600 + i}, headers=auth())
+    resp = client.simulate_get("/log/events", params={"event": "a"}, headers=auth(["read"]))
+    assert resp.status_code == 200
+    times = [e["time"] for e in resp.json["events"]]
+    assert resp.json["count"] == 2 and times == sorted(times, reverse=True)
+    resp = client.simulate_get("/log/events", params={"since": "2026-11-22T10:00:01Z", "limit": 1}, headers=auth(["read"]))
+    assert [e["event"] for e in resp.json["events"]] == ["a"]
+    assert client.simulate_get("/log/events", params={"limit": 0}, headers=auth(["read"])).status_code == 400
+    assert client.simulate_get("/log/events", params={"since": "soon"}, headers=auth(["read"])).status_code == 400
+
+
+def test_client_supplied_event_id_is_idempotent(client, app):
+    event = {"uid": "u", "event": "pay", "event_id": "entry_" + "a" * 32}
+    first = client.simulate_post("/log/event", json=event, headers=auth())
+    second = client.simulate_post("/log/event", json=event, headers=auth())
+    assert first.json == second.json == "entry_" + "a" * 32
+    assert stored(app) == 1
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401),
+    ({"Authorization": "Token not-a-token"}, 401),
+    ({"Authorization": "Token " + TokenSigner(["other-secret"]).mint("x", ["write"])}, 401),
+    ("read-only", 403),
+])
+def test_auth_failures_store_nothing(client, app, headers, status):
+    if headers == "read-only":
+        headers = auth(["read"])
+    resp = client.simulate_post("/log/event", json={"uid": "u", "event": "e"}, headers=headers)
+    assert resp.status_code == status
+    assert resp.json["error"] in ("unauthorized", "forbidden") and resp.json["message"]
+    assert stored(app) == 0
+
+
+def test_reading_needs_the_read_scope(client):
+    assert client.simulate_get("/log/event/entry_x", headers=auth(["write"])).status_code == 403
+    assert client.simulate_get("/log/event/entry_x").status_code == 401
+    resp = client.simulate_get("/log/event/entry_missing", headers=auth(["read"]))
+    assert resp.status_code == 404 and "entry_missing" in resp.json["message"]
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"{not json", 400, "malformed JSON"),
+    (b"", 400, "empty body"),
+    (b'"just a string"', 400, "expected an event"),
+    (b'{"event": "x"}', 400, "uid"),
+    (b'{"uid": "u", "event": "x", "bad key": 1}', 400, "bad key"),
+    (b'{"uid": "u", "event": "x", "v": [1]}', 400, "'v'"),
+    (b'[{"measurement": "m", "fields": {"a": 1}}, {"measurement": "m"}]', 400, "fields"),
+    (b'{"uid": "u", "event": "x", "blob": "' + b"x" * 20_000 + b'"}', 413, "limit"),
+    (b"[" + b",".join([b'{"uid":"u","event":"x"}'] * 1001) + b"]", 413, "limit"),
+    (b"x" * 300_000, 413, "limit"),
+])
+def test_bad_input_is_a_clear_json_error_and_changes_nothing(client, app, body, status, words):
+    resp = client.simulate_post("/log/event", body=body, headers={**auth(), "Content-Type": "application/json"})
+    assert resp.status_code == status
+    assert words in resp.json["message"]
+    assert stored(app) == 0
+
+
+def test_rejections_are_counted_per_event_name(client, app):
+    client.simulate_post("/log/events", json=[{"uid": "u", "event": "signup", "x": [1]}], headers=auth())
+    rows = app.statskit.state.counters("statskit_events_rejected")
+    assert ("event", "signup") in rows[0][1] and ("reason", "invalid_input") in rows[0][1]
+
+
+def test_unknown_route_and_method_are_json(client):
+    resp = client.simulate_get("/nope")
+    assert resp.status_code == 404 and resp.json["error"] == "not_found"
+    resp = client.simulate_delete("/log/event")
+    assert resp.status_code == 405 and resp.json["error"] == "method_not_allowed"
+
+
+def test_metrics_show_events_requests_latency_and_build_info(client):
+    client.simulate_post("/log/events", json=[{"uid": "u", "event": "signup"}] * 3, headers=auth())
+    client.simulate_post("/log/event", body=b"{", headers=auth())
+    text = client.simulate_get("/metrics").text
+    assert 'statskit_events_accepted_total{event="signup",measurement="analytics"} 3.0' in text
+    assert 'statskit_events_rejected_total{event="",reason="invalid_input"} 1.0' in text
+    assert 'statskit_http_requests_total{method="POST",route="/log/events",status="200"} 1.0' in text
+    assert 'statskit_http_request_duration_seconds_count{method="POST",route="/log/events"} 1.0' in text
+    assert 'statskit_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/log/events"} 1.0' in text
+    assert "statskit_build_info{" in text
+
+
+def test_counters_survive_a_new_app_on_the_same_data_dir(settings):
+    first = create_app(settings)
+    testing.TestClient(first).simulate_post("/log/event", json={"uid": "u", "event": "keep"}, headers=auth())
+    first.statskit.close(1.0)
+    second = create_app(settings)
+    rows = second.statskit.state.counters("statskit_events_accepted")
+    assert sum_by(rows, "statskit_events_accepted") == 1
+    second.statskit.close(1.0)
