@@ -238,10 +238,10 @@ def parse_point(obj: Dict[str, Any], *, now_ns: Optional[int] = None, index: Opt
 
 def parse_item(obj: Any, *, table_name: str = "analytics", now_ns: Optional[int] = None,
                index: Optional[int] = None) -> Event:
-    """An event or a point, told apart by the point's ``measurement`` + ``fields`` keys."""
+    """An event, or a point when it has ``measurement`` and neither ``uid`` nor ``event``."""
     if not isinstance(obj, dict):
         raise ValidationError(f"expected a JSON object, got {_json_type(obj)}", index=index)
-    if "measurement" in obj and "fields" in obj and "uid" not in obj and "event" not in obj:
+    if "measurement" in obj and "uid" not in obj and "event" not in obj:
         return parse_point(obj, now_ns=now_ns, index=index)
     return parse_event(obj, table_name=table_name, now_ns=now_ns, index=index)
 

@@ -37,7 +37,7 @@ log = logging.getLogger("statskit.server")
 FEATURES = (health, events, grafana, oneshot, metrics)
 
 
-@dataclass
+@dataclass(eq=False)  # identity-hashed: runtimes sit in a WeakSet
 class Runtime:
     """What the resources share: settings, state, the sink pipeline, auth, /metrics sources."""
 
@@ -58,12 +58,18 @@ class Runtime:
         self.pipeline.close(timeout)
 
 
+class StatskitApp(falcon.App):
+    """A Falcon app that carries its :class:`Runtime` as ``app.statskit`` (falcon.App has slots)."""
+
+    statskit: Runtime
+
+
 _runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
 _lock = threading.Lock()
 
 
 def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStore] = None,
-               pipeline: Optional[Pipeline] = None) -> falcon.App:
+               pipeline: Optional[Pipeline] = None) -> StatskitApp:
     """A Falcon app for ``settings`` (default: ``STATSKIT_CONFIG`` ini file + environment).
 
     ``state`` and ``pipeline`` can be injected (tests pass a MemoryState and their own sinks).
@@ -78,7 +84,7 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
     runtime = Runtime(settings, pipeline.state, pipeline, Authenticator.from_settings(settings))
     runtime.metric_sources.append(StateMetrics(runtime.state))
 
-    app = falcon.App(middleware=[RequestMetrics(runtime.state)])
+    app = StatskitApp(middleware=[RequestMetrics(runtime.state)])
     app.req_options.strip_url_path_trailing_slash = False
     errors.install(app)
     for feature in FEATURES:
