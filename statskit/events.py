@@ -15,9 +15,10 @@ Two shapes come from stats-service's two API generations:
 """
 from __future__ import annotations
 
-import json
+import orjson
 import math
 import os
+import random
 import re
 import time as _time
 from datetime import datetime, timezone
@@ -27,11 +28,17 @@ from .errors import TooLarge, ValidationError
 
 Scalar = Union[str, int, float, bool]
 
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
 MAX_NAME_LENGTH = 128
 MAX_TEXT_LENGTH = 256
 MAX_FLATTEN_DEPTH = 4
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _EVENT_ID = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}\Z")
+_RESERVED_FIELDS = ("measurement", "fields")  # they would make a stored event read back as a point
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Earliest and latest times an int64 nanosecond timestamp (InfluxDB's) can hold.
 _MIN_NS, _MAX_NS = 0, 2**63 - 1
@@ -40,7 +47,7 @@ _MIN_NS, _MAX_NS = 0, 2**63 - 1
 class Event:
     """One validated event or point, in InfluxDB's terms plus an id."""
 
-    __slots__ = ("id", "time_ns", "measurement", "tags", "fields", "uid", "event")
+    __slots__ = ("id", "time_ns", "measurement", "tags", "fields", "uid", "event", "_json")
 
     def __init__(self, id: str, time_ns: int, measurement: str, tags: Dict[str, str],
                  fields: Dict[str, Scalar], uid: Optional[str] = None, event: Optional[str] = None) -> None:
@@ -51,6 +58,7 @@ class Event:
         self.fields = fields
         self.uid = uid
         self.event = event
+        self._json: Optional[str] = None
 
     @property
     def is_point(self) -> bool:
@@ -76,19 +84,66 @@ class Event:
         out.update(self.fields)
         return out
 
+    def to_json(self) -> str:
+        """``to_dict()`` as compact JSON, computed once: the stdout and SQLite sinks share it."""
+        if self._json is None:
+            self._json = _dumps(self.to_dict())
+        return self._json
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Event":
+        """The inverse of :meth:`to_dict` (how stores read events back)."""
+        data = dict(data)
+        event_id, time_ns = data.pop("event_id"), parse_time(data.pop("time"))
+        measurement = data.pop("measurement")
+        if "fields" in data and "uid" not in data:
+            return cls(event_id, time_ns, measurement, data.get("tags") or {}, data["fields"])
+        uid, name = data.pop("uid"), data.pop("event")
+        tags = dict(data.pop("tags", None) or {})
+        tags["uid"], tags["event"] = uid, name
+        return cls(event_id, time_ns, measurement, tags, data, uid=uid, event=name)
+
     def __repr__(self) -> str:
         return f"Event({self.to_dict()!r})"
 
 
 def new_id() -> str:
-    """``entry_<32 hex>``, the shape stats-service v1 gave (uuid4 hex; urandom is as random and faster)."""
-    return "entry_" + os.urandom(16).hex()
+    """``entry_<32 hex>``, the shape stats-service v1 gave: 12 hex digits of milliseconds since
+    the epoch, then 80 random bits. Time-ordered ids keep the store's unique index append-only
+    (random ids made each batch commit touch hundreds of index pages) and tell a reader how
+    fresh an id is."""
+    return "entry_%012x%020x" % (_time.time_ns() // 1_000_000, _random.getrandbits(80))
+
+
+# Ids need uniqueness, not secrecy (reading an event takes a token with the read scope), and
+# os.urandom costs a system call per id. A generator seeded from the OS, re-seeded in every
+# forked child so that two gunicorn workers never share a sequence.
+_random = random.Random(os.urandom(32))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+
+
+def id_time(event_id: str) -> Optional[float]:
+    """When a statskit-made id was created (epoch seconds), or None for other ids."""
+    if len(event_id) != 38 or not event_id.startswith("entry_"):
+        return None
+    try:
+        return int(event_id[6:18], 16) / 1000.0
+    except ValueError:
+        return None
+
+
+_second_cache: Dict[int, str] = {}
 
 
 def format_time(time_ns: int) -> str:
     """RFC 3339 in UTC with microseconds, e.g. ``2026-11-22T10:00:00.123456Z``."""
     seconds, ns = divmod(time_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = _second_cache.get(seconds)
+    if stamp is None:  # strftime is the slow part; events of one batch share their second
+        if len(_second_cache) > 1024:
+            _second_cache.clear()
+        stamp = _second_cache[seconds] = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{ns // 1000:06d}Z"
 
 
@@ -216,6 +271,10 @@ def parse_event(obj: Dict[str, Any], *, table_name: str = "analytics", now_ns: O
         event_id = event_id.strip().lower()
     time_ns = parse_time(obj["time"]) if obj.get("time") is not None else (now_ns or _time.time_ns())
     fields: Dict[str, Scalar] = {}
+    for reserved in _RESERVED_FIELDS:
+        if reserved in obj:
+            raise ValidationError(f"{reserved!r} is reserved in an event with uid/event; "
+                                  "send points as {measurement, tags, fields}", field=reserved, index=index)
     rest = {k: v for k, v in obj.items() if k not in ("uid", "event", "tags", "event_id", "time")}
     _flatten_fields(rest, fields, "", 0, index)
     return Event(event_id, time_ns, table_name, tags, fields, uid=uid, event=name)
@@ -262,13 +321,10 @@ def decode_json(body: bytes) -> Any:
     if not body.strip():
         raise ValidationError("empty body: expected JSON")
     try:
-        return json.loads(body.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
-    except UnicodeDecodeError:
-        raise ValidationError("body is not UTF-8") from None
-    except json.JSONDecodeError as exc:
+        # orjson: strict RFC 8259 (UTF-8 only, no NaN), nesting capped, 2-5x the stdlib's speed.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise ValidationError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise ValidationError("malformed JSON: nested too deeply") from None
 
 
 def decode_batch(body: bytes, max_items: int) -> List[Any]:
@@ -283,8 +339,8 @@ def decode_batch(body: bytes, max_items: int) -> List[Any]:
         for lineno, line in enumerate(body.splitlines(), 1):
             if line.strip():
                 try:
-                    items.append(json.loads(line))
-                except (ValueError, RecursionError) as exc:
+                    items.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
                     raise ValidationError(f"malformed NDJSON on line {lineno}: {exc}", index=len(items)) from None
         if not items:
             raise ValidationError("empty body: expected a JSON array or NDJSON")
@@ -301,6 +357,6 @@ def check_item_sizes(items: Iterable[Any], body_length: int, max_event_bytes: in
     if body_length <= max_event_bytes:
         return
     for i, item in enumerate(items):
-        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+        size = len(orjson.dumps(item))
         if size > max_event_bytes:
             raise TooLarge(f"event {i} is {size} bytes; the limit is {max_event_bytes}", index=i)

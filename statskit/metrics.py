@@ -18,6 +18,7 @@ Features add their own families by passing a :class:`MetricSource`:
 from __future__ import annotations
 
 import platform
+from bisect import bisect_left
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .state import StateStore
 
 # Request latency buckets (seconds): a gunicorn sync worker answers in 0.1-10 ms when healthy.
 LATENCY_BUCKETS: Tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_BUCKET_LABELS = tuple(repr(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 
 
 @dataclass
@@ -68,16 +70,13 @@ describe("statskit_sink_written", "counter", "Events a buffering sink wrote to i
 
 
 def observe_request(state: StateStore, route: str, method: str, status: int, seconds: float) -> None:
-    """Count one request and its latency (a histogram kept as cumulative counters)."""
+    """Count one request and its latency: a histogram kept as one counter per bucket, each
+    holding only the requests that fell in it (rendering makes them cumulative)."""
     state.incr("statskit_http_requests", (("method", method), ("route", route), ("status", str(status))), 1)
     labels = (("method", method), ("route", route))
-    name = "statskit_http_request_duration_seconds"
-    for bound in LATENCY_BUCKETS:
-        if seconds <= bound:
-            state.incr(name + "_bucket", labels + (("le", repr(bound)),), 1)
-    state.incr(name + "_bucket", labels + (("le", "+Inf"),), 1)
-    state.incr(name + "_count", labels, 1)
-    state.incr(name + "_sum", labels, seconds)
+    le = _BUCKET_LABELS[bisect_left(LATENCY_BUCKETS, seconds)]
+    state.incr("statskit_http_request_duration_seconds_bucket", labels + (("le", le),), 1)
+    state.incr("statskit_http_request_duration_seconds_sum", labels, seconds)
 
 
 class StateMetrics:
@@ -112,25 +111,24 @@ def families_from_counters(rows: Sequence[Tuple[str, tuple, float]]) -> Iterator
             if family is not None:
                 yield family
     for name, (kind, help) in sorted(_DESCRIPTIONS.items()):
-        if kind == "histogram" and name + "_count" in counters:
+        if kind == "histogram" and name + "_bucket" in counters:
             yield _histogram(name, help, counters)
 
 
 def _histogram(name: str, help: str, counters: Dict[str, List[Tuple[tuple, float]]]) -> Metric:
-    buckets: Dict[tuple, List[Tuple[str, float]]] = defaultdict(list)
-    for labels, value in counters.get(name + "_bucket", ()):
-        base = tuple(p for p in labels if p[0] != "le")
-        le = dict(labels)["le"]
-        buckets[base].append((le, value))
+    per_bucket: Dict[tuple, Dict[str, float]] = defaultdict(dict)
+    for labels, value in counters[name + "_bucket"]:
+        per_bucket[tuple(p for p in labels if p[0] != "le")][dict(labels)["le"]] = value
     sums = dict(counters.get(name + "_sum", ()))
-    label_names = None
     family = None
-    for base, count in counters[name + "_count"]:
+    for base in sorted(per_bucket):
         if family is None:
-            label_names = [k for k, _ in base]
-            family = HistogramMetricFamily(name, help, labels=label_names)
-        series = sorted(buckets.get(base, []), key=lambda item: float(item[0]))
-        family.add_metric([v for _, v in base], [(le, value) for le, value in series], sums.get(base, 0.0))
+            family = HistogramMetricFamily(name, help, labels=[k for k, _ in base])
+        running, buckets = 0.0, []
+        for le in _BUCKET_LABELS:  # the store keeps each bucket's own count; Prometheus wants them cumulative
+            running += per_bucket[base].get(le, 0.0)
+            buckets.append((le, running))
+        family.add_metric([v for _, v in base], buckets, sums.get(base, 0.0))
     return family
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
 
 import falcon
+import orjson
 
 from statskit.config import Settings, load_settings
 from statskit.metrics import MetricSource, StateMetrics
@@ -86,6 +87,9 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
 
     app = StatskitApp(middleware=[RequestMetrics(runtime.state)])
     app.req_options.strip_url_path_trailing_slash = False
+    json_handler = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     errors.install(app)
     for feature in FEATURES:
         feature.add_routes(app, runtime)

@@ -91,6 +91,11 @@ def test_decode_json_errors_are_explained():
         decode_json(b"  ")
     with pytest.raises(ValidationError, match="UTF-8"):
         decode_json(b"\xff\xfe")
+    with pytest.raises(ValidationError, match="malformed JSON"):
+        decode_json(b'{"uid": "u", "event": "x", "v": NaN}')
+    deep = b'{"uid": "u", "event": "x", "a": ' + b'{"b": ' * 5000 + b"1" + b"}" * 5001
+    with pytest.raises(ValidationError, match="nested|malformed"):  # refused, never a RecursionError
+        parse_item(decode_json(deep))
 
 
 def test_decode_batch_reads_arrays_and_ndjson():

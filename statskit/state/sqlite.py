@@ -58,6 +58,7 @@ class SQLiteDB:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: keeps the index pages of a big store hot
             local.conn, local.pid = conn, os.getpid()
         return conn
 

@@ -1,0 +1,155 @@
+"""HTTP load: the same wrk load at a bare Falcon app and at statskit, under identical gunicorn settings.
+
+The machines are shared and noisy, so absolute rates mean little: every scenario runs the
+baseline and statskit alternately (``rounds`` times each) and reports the ratio of the medians.
+
+A scenario is a method, a path, a body and headers::
+
+    Scenario("single event", "POST", "/log/event", body=b'{"uid":"u","event":"e"}', auth=True)
+
+Features add theirs to ``SCENARIOS`` (or pass their own list to :func:`run`). Everything binds
+127.0.0.1, every load run is bounded by ``duration`` seconds, every server is stopped by PID.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from gunicorn_server import SECRET, StatskitServer, free_port  # noqa: E402
+
+WORKERS = 2
+
+
+@dataclass
+class Scenario:
+    name: str
+    method: str
+    path: str
+    body: bytes = b""
+    auth: bool = False
+    headers: Dict[str, str] = field(default_factory=dict)
+    events_per_request: int = 1
+    server_args: List[str] = field(default_factory=list)
+    target: Optional[float] = None  # minimum ratio to the baseline, printed beside the figure
+    target_events_per_s: Optional[float] = None
+
+
+def _event_batch(n: int) -> bytes:
+    return json.dumps([{"uid": f"user-{i % 97}", "event": "page_view", "path": f"/p/{i % 13}", "ms": i}
+                       for i in range(n)]).encode()
+
+
+SCENARIOS: List[Scenario] = [
+    Scenario("POST /log/event, one event, default sinks", "POST", "/log/event",
+             body=b'{"uid": "user-1", "event": "signup", "plan": "pro"}', auth=True, target=0.8),
+    Scenario("POST /log/events, 500 events, default sinks", "POST", "/log/events",
+             body=_event_batch(500), auth=True, events_per_request=500, target_events_per_s=100_000),
+]
+
+
+class BareServer:
+    """gunicorn serving ``benchmarks/bare_app.py``: a Falcon app that answers 204 to anything."""
+
+    def __init__(self, workers: int = WORKERS) -> None:
+        self.port = free_port()
+        self.workers = workers
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "BareServer":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--worker-class", "sync",
+             "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", "bare_app:app"],
+            cwd=str(ROOT / "benchmarks"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url + "/ping", timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError("bare gunicorn did not start")
+
+    def __exit__(self, *exc) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wrk(url: str, scenario: Scenario, headers: Dict[str, str], duration: float, connections: int,
+        workdir: Path) -> float:
+    """Requests per second that answered 2xx; fails loudly if any did not."""
+    body_file = workdir / "body.bin"
+    body_file.write_bytes(scenario.body)
+    lines = [f'wrk.method = "{scenario.method}"']
+    if scenario.body:
+        lines.append(f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()')
+    for name, value in {"Content-Type": "application/json", **scenario.headers, **headers}.items():
+        lines.append(f'wrk.headers["{name}"] = "{value}"')
+    script = workdir / "load.lua"
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "-s", str(script),
+                          url + scenario.path], capture_output=True, text=True, timeout=duration + 30).stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        raise RuntimeError(f"{scenario.name}: {bad.group(1)} non-2xx answers:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, connections: int = 8) -> List[dict]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("benchmarks need wrk: apt-get install wrk")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for scenario in scenarios:
+            bare_rates, kit_rates = [], []
+            data_dir = workdir / re.sub(r"\W+", "_", scenario.name)
+            server = StatskitServer(data_dir, workers=WORKERS, args=scenario.server_args)
+            headers = {"Authorization": f"Token {server.token()}"} if scenario.auth else {}
+            for _ in range(rounds):
+                with BareServer() as bare:
+                    bare_rates.append(wrk(bare.url, scenario, headers, duration, connections, workdir))
+                with server:
+                    kit_rates.append(wrk(server.url, scenario, headers, duration, connections, workdir))
+            bare_rate, kit_rate = statistics.median(bare_rates), statistics.median(kit_rates)
+            result = {"scenario": scenario.name, "bare_req_s": round(bare_rate), "statskit_req_s": round(kit_rate),
+                      "ratio": round(kit_rate / bare_rate, 3),
+                      "statskit_events_s": round(kit_rate * scenario.events_per_request)}
+            results.append(result)
+            target = ""
+            if scenario.target:
+                target = f" (target >= {scenario.target})"
+            if scenario.target_events_per_s:
+                target = f" (target >= {scenario.target_events_per_s:,.0f} events/s)"
+            print(f"{scenario.name}: bare {bare_rate:,.0f} req/s, statskit {kit_rate:,.0f} req/s, "
+                  f"ratio {kit_rate / bare_rate:.2f}, {kit_rate * scenario.events_per_request:,.0f} events/s{target}",
+                  flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("STATSKIT_SECRET_KEY", SECRET)
+    run(SCENARIOS)
