@@ -251,6 +251,16 @@ def _parse_tags(tags: Any, index: Optional[int]) -> Dict[str, str]:
     return out
 
 
+def _event_id(obj: Dict[str, Any], index: Optional[int]) -> str:
+    """The client's ``event_id`` (lower-cased; retries with it store once), or a new one."""
+    event_id = obj.get("event_id")
+    if event_id is None:
+        return new_id()
+    if not isinstance(event_id, str) or not _EVENT_ID.match(event_id.strip().lower()):
+        raise ValidationError("event_id must be 1-64 characters of letters, digits, '_' or '-'", field="event_id", index=index)
+    return event_id.strip().lower()
+
+
 def parse_event(obj: Dict[str, Any], *, table_name: str = "analytics", now_ns: Optional[int] = None,
                 index: Optional[int] = None) -> Event:
     """Validate a stats-service v1 event dict (``uid`` and ``event`` required)."""
@@ -262,13 +272,7 @@ def parse_event(obj: Dict[str, Any], *, table_name: str = "analytics", now_ns: O
     name = _check_text(obj["event"], "event", index)
     tags = _parse_tags(obj.get("tags"), index)
     tags["uid"], tags["event"] = uid, name
-    event_id = obj.get("event_id")
-    if event_id is None:
-        event_id = new_id()
-    elif not isinstance(event_id, str) or not _EVENT_ID.match(event_id.strip().lower()):
-        raise ValidationError("event_id must be 1-64 characters of letters, digits, '_' or '-'", field="event_id", index=index)
-    else:
-        event_id = event_id.strip().lower()
+    event_id = _event_id(obj, index)
     time_ns = parse_time(obj["time"]) if obj.get("time") is not None else (now_ns or _time.time_ns())
     fields: Dict[str, Scalar] = {}
     for reserved in _RESERVED_FIELDS:
@@ -292,7 +296,7 @@ def parse_point(obj: Dict[str, Any], *, now_ns: Optional[int] = None, index: Opt
     if not fields:
         raise ValidationError("fields has no non-null value", field="fields", index=index)
     time_ns = parse_time(obj["time"]) if obj.get("time") is not None else (now_ns or _time.time_ns())
-    return Event(new_id(), time_ns, measurement, tags, fields)
+    return Event(_event_id(obj, index), time_ns, measurement, tags, fields)
 
 
 def parse_item(obj: Any, *, table_name: str = "analytics", now_ns: Optional[int] = None,
