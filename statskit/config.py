@@ -31,12 +31,14 @@ def parse_bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|w|d|h|m|s)")
+_UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6,
+                 "ns": 1e-9}
 
 
 def parse_duration(value: str) -> float:
-    """Seconds from ``"90"``, ``"1.5"`` or a Go duration such as ``"1m30s"`` (the original's flags)."""
+    """Seconds from ``"90"``, ``"1.5"``, a Go duration such as ``"1m30s"`` (the original's flags),
+    or days and weeks (``"30d"``, ``"2w"``)."""
     text = value.strip()
     try:
         return float(text)
@@ -149,10 +151,10 @@ OPTIONS: list = [
     Option("oneshot", "require_token", False, _B, "EVENT_REQUIRE_TOKEN", None, "/event needs a token"),
     Option("oneshot", "use_explicit_timestamps", False, _B, "USE_EXPLICIT_TIMESTAMPS", "--use-explicit-timestamps",
            "stamp each one-shot sample with its event time"),
-    Option("oneshot", "max_scrapers", 10, _I, "MAX_SCRAPERS", None, "scrapers tracked at once"),
-    Option("oneshot", "max_pending", 10000, _I, "MAX_PENDING_EVENTS", None, "events waiting per scraper (oldest dropped)"),
-    Option("oneshot", "scraper_timeout", 600.0, _D, "SCRAPER_TIMEOUT", None, "forget a scraper silent for this long"),
-    Option("oneshot", "backfill", 0.0, _D, "BACKFILL_WINDOW", None, "a new scraper also gets events this recent"),
+    Option("oneshot", "max_scrapers", 10, _I, "MAX_SCRAPERS", "--max-scrapers", "scrapers tracked at once"),
+    Option("oneshot", "max_pending", 10000, _I, "MAX_PENDING_EVENTS", "--max-pending-events", "events waiting per scraper (oldest dropped)"),
+    Option("oneshot", "scraper_timeout", 600.0, _D, "SCRAPER_TIMEOUT", "--scraper-timeout", "forget a scraper silent for this long"),
+    Option("oneshot", "backfill", 0.0, _D, "BACKFILL_WINDOW", "--backfill-window", "a new scraper also gets events this recent"),
 ]
 
 _BY_SECTION: dict = {}

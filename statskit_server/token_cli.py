@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import List, Optional, Tuple
 
-from statskit.config import ConfigError, Settings, load_settings, parse_list
+from statskit.config import ConfigError, Settings, load_settings, parse_duration, parse_list
 from statskit.legacy_tokens import (
     LegacyAccessFile,
     LegacyAccessFileError,
@@ -47,8 +46,6 @@ SECRET_FILE = "secret.key"
 #: accesshelper's default --access_json.
 DEFAULT_ACCESS_JSON = "/data/access.json"
 
-_TTL_PART = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)")
-_TTL_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
 
 class CommandError(Exception):
@@ -57,18 +54,10 @@ class CommandError(Exception):
 
 def parse_ttl(text: str) -> float:
     """Seconds from ``"3600"``, ``"30d"``, ``"12h"``, ``"1d12h"``, ``"2w"``; must be > 0."""
-    value = text.strip()
     try:
-        seconds = float(value)
+        seconds = parse_duration(text)
     except ValueError:
-        pos, seconds = 0, 0.0
-        for match in _TTL_PART.finditer(value):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _TTL_UNITS[match.group(2)]
-            pos = match.end()
-        if not value or pos != len(value):
-            raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use seconds, or e.g. 30d, 12h, 1d12h)")
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use seconds, or e.g. 30d, 12h, 1d12h)") from None
     if not seconds > 0 or seconds == float("inf"):
         raise argparse.ArgumentTypeError(f"ttl must be positive: {text!r}")
     return seconds
