@@ -69,3 +69,22 @@ def test_default_sinks_print_json_lines_on_stdout(tmp_path):
 
     record = json.loads(lines[0])
     assert record["msg"] == "event" and record["uid"] == "u9" and record["n"] == 1
+
+
+def test_sigint_flushes_buffered_events_and_counters(tmp_path):
+    import signal
+
+    server = StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus"])
+    with server:
+        headers = server.headers()
+        session = requests.Session()
+        for _ in range(30):
+            assert session.post(server.url + "/log/event", json={"uid": "u", "event": "interrupted"},
+                                headers=headers, timeout=5).status_code == 200
+        server.proc.send_signal(signal.SIGINT)  # Ctrl-C: gunicorn's quick shutdown
+        assert server.proc.wait(20) == 0
+        server.start()
+        listed = requests.get(server.url + "/log/events", params={"event": "interrupted", "limit": 100},
+                              headers=headers, timeout=5).json()
+        assert listed["count"] == 30
+        assert accepted(requests.get(server.url + "/metrics", timeout=5).text, "interrupted") == 30
