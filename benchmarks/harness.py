@@ -13,7 +13,6 @@ Features add theirs to ``SCENARIOS`` (or pass their own list to :func:`run`). Ev
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -59,6 +58,8 @@ SCENARIOS: List[Scenario] = [
              body=b'{"uid": "user-1", "event": "signup", "plan": "pro"}', auth=True, target=0.8),
     Scenario("POST /log/events, 500 events, default sinks", "POST", "/log/events",
              body=_event_batch(500), auth=True, events_per_request=500, target_events_per_s=100_000),
+    # One-shot events (issue 4): labels in the query string, no body, as the original's curl example.
+    Scenario("POST /event, one-shot event", "POST", "/event?type=deploy&service=api&value=2.5", target=0.8),
 ]
 
 
@@ -151,5 +152,5 @@ def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, conne
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("STATSKIT_SECRET_KEY", SECRET)
-    run(SCENARIOS)
+    quick = "--quick" in sys.argv[1:]
+    run(SCENARIOS, duration=2.0 if quick else 4.0, rounds=1 if quick else 3)

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Tuple
@@ -32,6 +33,22 @@ CREATE TABLE IF NOT EXISTS counters (
 def database_path(data_dir: str) -> str:
     os.makedirs(data_dir, exist_ok=True)
     return os.path.join(data_dir, DATABASE_NAME)
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL once. The switch needs an exclusive lock and SQLite does not call
+    the busy handler for it, so workers opening a new file together retry here (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SQLiteDB:
@@ -56,7 +73,7 @@ class SQLiteDB:
             # A connection inherited through fork() must never be used by the child.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn, self.busy_timeout_ms / 1000.0)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: keeps the index pages of a big store hot
             local.conn, local.pid = conn, os.getpid()
