@@ -405,7 +405,7 @@ def test_flush_is_bounded_when_the_server_is_down(clients):
     assert client.flush(0.3) is False and client.queued == 1
     with pytest.warns(ClientWarning, match="shutdown"):
         assert client.shutdown(0.1) is False
-        wait_for(lambda: client.dropped == 1, "the retried event given up at shutdown")
+        wait_for(lambda: client.dropped == 1, "the retried event given up at shutdown", tries=750)
     assert client.drops == {"shutdown": 1}
 
 
