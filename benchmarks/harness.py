@@ -111,7 +111,7 @@ def wrk(url: str, scenario: Scenario, headers: Dict[str, str], duration: float, 
         lines.append(f'wrk.headers["{name}"] = "{value}"')
     script = workdir / "load.lua"
     script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "-s", str(script),
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration:g}s", "-s", str(script),
                           url + scenario.path], capture_output=True, text=True, timeout=duration + 30).stdout
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad:

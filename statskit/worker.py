@@ -122,10 +122,14 @@ class BatchWorker(Worker):
             room = max(0, self.max_queue - len(self._queue))
             taken = items[:room] if len(items) > room else items
             if taken:
-                if not self._queue:
+                before = len(self._queue)
+                if not before:
                     self._oldest = time.monotonic()
                 self._queue.extend(taken)
-                self._cond.notify()
+                # As in submit(): wake the thread only when the queue stops being empty or a batch
+                # completes; a wake-up per call is a system call per request.
+                if not before or (before < self.batch_size <= len(self._queue)):
+                    self._cond.notify()
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                     self._thread.start()

@@ -1,10 +1,83 @@
-"""Placeholder: filled in by its feature."""
+"""``POST /event``: one-shot events for Prometheus (the oneShotMetricsServer API).
+
+    curl -X POST 'http://127.0.0.1:8080/event?type=deploy&service=api&value=2.5'
+    curl -X POST http://127.0.0.1:8080/event -d type=deploy -d service=api     # form body works too
+
+Labels come from the query string and, with ``Content-Type: application/x-www-form-urlencoded``,
+from the body (other bodies are ignored, as the original did); the rules are in
+:mod:`statskit.oneshot`. Each scraper of ``GET /metrics`` then gets the event once.
+
+=====  ==================================================================================
+200    registered: ``{"status": "ok", "series": "events_to_metrics{...}", "value": 2.5}``
+       (the original answered 200 with an empty body; clients that ignore the body keep
+       working). A NaN or infinite value is given as the string ``"NaN"``, ``"+Inf"``,
+       ``"-Inf"``, since JSON has no such numbers.
+400    the event cannot be represented (bad label name or value, bad value, bad escape);
+       nothing is registered (the original answered 400 or 200 and registered part of it)
+401    ``[oneshot] require_token`` and no valid token (``Authorization: Token ...`` header
+       or ``token`` parameter); 403 for a token without the ``write`` scope
+413    body over ``[limits] max_body_bytes``, or labels over ``[limits] max_event_bytes``
+=====  ==================================================================================
+"""
 from __future__ import annotations
 
-from typing import Any
+import json
+import math
+from typing import Any, List, Tuple, Union
 
 import falcon
 
+from statskit.oneshot import OneShot, QueueLimits, Reporter, open_queue, parse_form, query_bytes
+
+from ..body import read_body
+
+FORM = "application/x-www-form-urlencoded"
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+class EventResource:
+    def __init__(self, runtime: Any, oneshot: OneShot) -> None:
+        self.runtime = runtime
+        self.oneshot = oneshot
+        self.require_token = runtime.settings.oneshot.require_token
+        self.max_body_bytes = runtime.settings.limits.max_body_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.require_token:
+            self.runtime.auth.require(req, "write", allow_query=True)
+        pairs: List[Tuple[str, str]] = []
+        content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+        if content_type == FORM:
+            # Body pairs first, then the query's: the order of Go's ParseForm.
+            pairs = parse_form(read_body(req, self.max_body_bytes), "body")
+        pairs += parse_form(query_bytes(req.query_string or ""), "query")
+        event = self.oneshot.post(pairs)
+        # Serialized here rather than through resp.media: this route is the hot one.
+        answer = {"status": "ok", "series": event.series, "value": _json_number(event.value)}
+        resp.data = _ENCODER.encode(answer).encode()
+        resp.content_type = falcon.MEDIA_JSON
+
+
+def _json_number(value: float) -> Union[float, str]:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return value
+
+
+def build(runtime: Any) -> OneShot:
+    """The one-shot queue on the runtime's state store (SQLite: shared by workers, persistent)."""
+    settings = runtime.settings
+    queue = open_queue(runtime.state, QueueLimits.from_settings(settings.oneshot), Reporter(runtime.state))
+    return OneShot(queue, runtime.state, explicit_timestamps=settings.oneshot.use_explicit_timestamps,
+                   max_event_bytes=settings.limits.max_event_bytes)
+
 
 def add_routes(app: falcon.App, runtime: Any) -> None:
-    pass
+    if not runtime.settings.oneshot.enabled:
+        return
+    oneshot = build(runtime)
+    runtime.metric_sources.append(oneshot)
+    runtime.closers.append(oneshot.close)  # commits buffered posts at a graceful stop
+    app.add_route("/event", EventResource(runtime, oneshot))
