@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from gunicorn_server import SECRET, StatskitServer, free_port  # noqa: E402
 
 WORKERS = 2

@@ -72,11 +72,19 @@ describe("statskit_sink_written", "counter", "Events a buffering sink wrote to i
 def observe_request(state: StateStore, route: str, method: str, status: int, seconds: float) -> None:
     """Count one request and its latency: a histogram kept as one counter per bucket, each
     holding only the requests that fell in it (rendering makes them cumulative)."""
-    state.incr("statskit_http_requests", (("method", method), ("route", route), ("status", str(status))), 1)
-    labels = (("method", method), ("route", route))
-    le = _BUCKET_LABELS[bisect_left(LATENCY_BUCKETS, seconds)]
-    state.incr("statskit_http_request_duration_seconds_bucket", labels + (("le", le),), 1)
-    state.incr("statskit_http_request_duration_seconds_sum", labels, seconds)
+    labels = _route_labels.get((route, method, status))
+    if labels is None:  # sorted label tuples built once per route: incr() then skips sorting
+        labels = _route_labels[(route, method, status)] = (
+            (("method", method), ("route", route), ("status", str(status))),
+            (("method", method), ("route", route)),
+            tuple((("le", le), ("method", method), ("route", route)) for le in _BUCKET_LABELS))
+    by_status, by_route, by_bucket = labels
+    state.incr("statskit_http_requests", by_status, 1)
+    state.incr("statskit_http_request_duration_seconds_bucket", by_bucket[bisect_left(LATENCY_BUCKETS, seconds)], 1)
+    state.incr("statskit_http_request_duration_seconds_sum", by_route, seconds)
+
+
+_route_labels: Dict[Tuple[str, str, int], tuple] = {}
 
 
 class StateMetrics:
