@@ -181,12 +181,19 @@ def parse_time(value: Any, field: str = "time") -> int:
     return ns
 
 
+_good_names: set = set()  # field names repeat across events: check each once (bounded)
+
+
 def _check_name(key: Any, what: str, index: Optional[int]) -> str:
+    if key in _good_names:
+        return key
     if not isinstance(key, str) or len(key) > MAX_NAME_LENGTH or not _NAME.match(key):
         raise ValidationError(
             f"{what} name {str(key)[:64]!r} is invalid: use letters, digits, '_', '.', '-' "
             f"(not starting with a digit, '.' or '-'), at most {MAX_NAME_LENGTH} characters",
             field=str(key)[:64], index=index)
+    if len(_good_names) < 10_000:
+        _good_names.add(key)
     return key
 
 
