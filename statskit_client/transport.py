@@ -5,22 +5,19 @@ bodies, and the mapping of an answer to "delivered", "retry later" or "give up".
     'http://stats.example/api/ping/'
     >>> join_url("http://stats.example/api/", "/log/event/")
     'http://stats.example/api/log/event/'
-    >>> parse_retry_after("7")
-    7.0
 """
 from __future__ import annotations
 
 import gzip as _gzip
 import json
 import os
-from datetime import date, datetime, timezone
-from email.utils import parsedate_to_datetime
+from datetime import date, datetime
 from typing import Any, List, Optional
 
 import requests
 
 from statskit import __version__
-from statskit.worker import RetryableError
+from statskit.worker import RetryableError, parse_retry_after
 
 from .errors import SendError
 
@@ -45,25 +42,6 @@ def join_url(base: str, path: str) -> str:
     under a prefix behind a proxy was unreachable.
     """
     return base.rstrip("/") + "/" + path.lstrip("/")
-
-
-def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _default(obj: Any) -> Any:

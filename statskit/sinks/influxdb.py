@@ -30,13 +30,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any, Dict, List, Optional, Sequence
 
 import requests
 
 from ..events import Event
-from ..worker import BatchWorker, RetryableError
+from ..worker import BatchWorker, RetryableError, parse_retry_after
 from .lineprotocol import to_line
 
 log = logging.getLogger("statskit.sinks.influxdb")
@@ -46,24 +45,12 @@ class Rejected(Exception):
     """InfluxDB refused the batch for good (4xx other than a missing database)."""
 
 
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def _check(status: int, text: str, headers: Any) -> None:
     """Map a write answer to nothing (done), RetryableError or Rejected."""
     if status < 300:
         return
     if status == 429 or status >= 500:
-        raise RetryableError(f"InfluxDB answered {status}: {text[:200]}", _retry_after(headers.get("Retry-After")))
+        raise RetryableError(f"InfluxDB answered {status}: {text[:200]}", parse_retry_after(headers.get("Retry-After")))
     raise Rejected(f"InfluxDB answered {status}: {text[:300]}")
 
 
