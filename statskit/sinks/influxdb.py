@@ -5,145 +5,120 @@ Two APIs, chosen by ``[influxdb] api``:
 * ``v2``: InfluxDB 2.x/3.x (and servers speaking its write API) through influxdb-client's
   synchronous write call, with ``token``, ``org`` and ``bucket``. Its own batching WriteApi is
   not used: its ``flush()`` is a no-op and batches are lost on close.
-* ``v1``: InfluxDB 1.x ``/write`` with ``database``, ``retention_policy``, ``username`` and
-  ``password``; the database is created when the server answers "database not found", as
-  stats-service did.
+* ``v1``: InfluxDB 1.x ``POST /write?db=&rp=&precision=ns`` with ``database``,
+  ``retention_policy``, ``username`` and ``password`` (HTTP basic auth). The database is created
+  when the server answers 404 "database not found", then the write is retried, as stats-service did.
 
-Each event becomes one point (:func:`statskit.sinks.lineprotocol.to_line`): the measurement
-(``TABLE_NAME``, default ``analytics``, for ``{uid, event}`` events; a point's own otherwise),
-tags ``uid``, ``event`` and the client's tags, the event's fields plus ``event_id`` as a string
-field, and the event's time in nanoseconds.
+Event to point (:mod:`statskit.sinks.lineprotocol`), one point per event:
 
-``emit`` only formats lines and queues them on a :class:`~statskit.worker.BatchWorker`
-(``batch_size`` lines or ``flush_interval`` seconds per write). Connection errors, timeouts,
-5xx and 429 are retried with backoff, for as long as it takes, while up to ``max_buffer`` lines
-wait; past that the newest are dropped. Every drop is counted in
-``statskit_sink_dropped_total{sink="influxdb", reason}`` and logged; written points in
-``statskit_sink_written_total{sink="influxdb"}``.
+==============  ==========================================================================
+measurement     ``event.measurement``: ``TABLE_NAME`` (default ``analytics``) for ``{uid, event}``
+                events, a point's own ``measurement`` otherwise
+tags            ``event.tags``: ``uid``, ``event`` and the client's ``tags`` (empty values skipped)
+fields          ``event.fields`` with their JSON types (string, integer ``123i``, float, boolean),
+                plus ``event_id`` as a **string field**, never a tag (unbounded cardinality)
+time            ``event.time_ns``, written with precision ns; events of one batch that share a
+                series and a time are moved on by 1 ns each, or InfluxDB would keep only the last
+==============  ==========================================================================
+
+Writing: ``emit`` only formats lines and queues them on a :class:`~statskit.worker.BatchWorker`
+(``batch_size`` lines or ``flush_interval`` seconds per write, at most ``max_buffer`` lines
+waiting). Connection errors, timeouts, 5xx and 429 (``Retry-After`` honoured) are retried with
+backoff for as long as it takes; an outage only fills the buffer, and past ``max_buffer`` the
+newest lines are dropped. Other 4xx answers are permanent: a batch refused whole with 400/413/422
+is split in halves to find the points at fault (one field written as an integer by one client and
+as a float by another makes InfluxDB 1.x refuse the whole batch); a "partial write" drops only
+what InfluxDB reports. Metrics: ``statskit_sink_written_total{sink="influxdb"}`` (points stored),
+``statskit_sink_dropped_total{sink="influxdb", reason}`` (``buffer_full``, ``rejected`` or
+``shutdown``), ``statskit_sink_errors_total{sink="influxdb"}`` (failed write attempts). Drops and
+failures are logged with the server's message, at most one line per ``LOG_INTERVAL`` seconds each
+(with counts), and what is still unlogged at close.
+
+Reading (``read_events``, v1 only): :meth:`InfluxDBSink.get` and :meth:`InfluxDBSink.query`
+read ``TABLE_NAME`` with InfluxQL. v2 servers are read with Flux, which statskit does not speak
+(and VictoriaMetrics, the v2 test server, has none): there they find nothing. ``Pipeline.get``
+asks the SQLite sink first when it is enabled; InfluxDB is the fallback.
+
+Nothing connects before the first write (the gunicorn master builds and closes a pipeline
+before forking); every process opens its own connections.
 
     >>> from statskit.state.memory import MemoryState
     >>> sink = InfluxDBSink(V1Writer("http://127.0.0.1:8086", "stats"), MemoryState())  # connects lazily
     >>> sink.close(0)
+    True
 """
 from __future__ import annotations
 
 import logging
-import os
+import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import requests
+from ..events import Event, id_time
+from ..worker import BatchWorker, RetryableError
+from .influxdb_http import Rejected, V1Writer, V2Writer
+from .influxql import InfluxQLReader
+from .lineprotocol import to_lines
 
-from ..events import Event
-from ..worker import BatchWorker, RetryableError, parse_retry_after
-from .lineprotocol import to_line
+__all__ = ["InfluxDBSink", "Rejected", "V1Writer", "V2Writer"]
 
 log = logging.getLogger("statskit.sinks.influxdb")
 
-
-class Rejected(Exception):
-    """InfluxDB refused the batch for good (4xx other than a missing database)."""
-
-
-def _check(status: int, text: str, headers: Any) -> None:
-    """Map a write answer to nothing (done), RetryableError or Rejected."""
-    if status < 300:
-        return
-    if status == 429 or status >= 500:
-        raise RetryableError(f"InfluxDB answered {status}: {text[:200]}", parse_retry_after(headers.get("Retry-After")))
-    raise Rejected(f"InfluxDB answered {status}: {text[:300]}")
+LOG_INTERVAL = 10.0  # seconds between two log lines about drops (or about failed writes)
+SPLIT_STATUSES = (400, 413, 422)  # a batch refused whole for what some of its points hold
+MAX_WRITES_PER_BATCH = 64  # splitting a batch stops here: a 400 for every point must not cost 2n writes
 
 
-class V1Writer:
-    """``POST /write`` on InfluxDB 1.x, creating the database when it is missing."""
+class _RateLimitedLog:
+    """One log line per ``interval`` seconds at most, carrying the counts of what it held back."""
 
-    def __init__(self, url: str, database: str, retention_policy: str = "", username: str = "",
-                 password: str = "", timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.database, self.retention_policy = database, retention_policy
-        self.auth = (username, password) if username else None
-        self.timeout = timeout
-        self._session: Optional[requests.Session] = None
-        self._pid = 0
+    def __init__(self, level: int, interval: float) -> None:
+        self.level, self.interval = level, interval
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._counts: Dict[str, int] = {}
+        self._message = ""
 
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None or self._pid != os.getpid():  # never share sockets across fork()
-            self._session, self._pid = requests.Session(), os.getpid()
-            self._session.trust_env = False
-        return self._session
+    def add(self, key: str, n: int, message: str = "", now: bool = False) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+            self._message = message or self._message
+        self.emit(force=now)
 
-    def write(self, body: bytes) -> None:
-        params = {"db": self.database, "precision": "ns"}
-        if self.retention_policy:
-            params["rp"] = self.retention_policy
-        for attempt in (1, 2):
-            try:
-                resp = self.session.post(self.url + "/write", params=params, data=body, auth=self.auth,
-                                         timeout=self.timeout)
-            except requests.RequestException as exc:
-                raise RetryableError(f"InfluxDB unreachable: {exc.__class__.__name__}") from exc
-            if resp.status_code == 404 and "database not found" in resp.text and attempt == 1:
-                self.query(f'CREATE DATABASE "{_ident(self.database)}"', method="POST")
-                log.info("created InfluxDB database %s", self.database)
-                continue
-            _check(resp.status_code, resp.text, resp.headers)
-            return
-
-    def query(self, q: str, method: str = "GET") -> Dict[str, Any]:
-        try:
-            resp = self.session.request(method, self.url + "/query", params={"q": q, "db": self.database, "epoch": "ns"},
-                                        auth=self.auth, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RetryableError(f"InfluxDB unreachable: {exc.__class__.__name__}") from exc
-        _check(resp.status_code, resp.text, resp.headers)
-        return resp.json()
-
-
-class V2Writer:
-    """The v2 write API through influxdb-client (synchronous calls, our own batching and retries)."""
-
-    def __init__(self, url: str, token: str, org: str, bucket: str, timeout: float = 10.0) -> None:
-        self.url, self.token, self.org, self.bucket, self.timeout = url, token, org, bucket, timeout
-        self._api: Any = None
-        self._pid = 0
-
-    def _write_api(self) -> Any:
-        if self._api is None or self._pid != os.getpid():
-            from influxdb_client import InfluxDBClient
-            from influxdb_client.client.write_api import SYNCHRONOUS
-
-            client = InfluxDBClient(url=self.url, token=self.token, org=self.org, timeout=int(self.timeout * 1000),
-                                    retries=False)
-            self._api, self._pid = client.write_api(write_options=SYNCHRONOUS), os.getpid()
-        return self._api
-
-    def write(self, body: bytes) -> None:
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            self._write_api().write(bucket=self.bucket, org=self.org, record=body, write_precision="ns")
-        except ApiException as exc:
-            _check(exc.status or 500, str(exc.body or exc.reason), exc.headers or {})
-        except (HTTPError, OSError) as exc:
-            raise RetryableError(f"InfluxDB unreachable: {exc.__class__.__name__}") from exc
+    def emit(self, force: bool = False) -> None:
+        """Log what is held if the interval has passed (or ``force``)."""
+        with self._lock:
+            clock = time.monotonic()
+            if not self._counts or (clock < self._next and not force):
+                return
+            self._next = clock + self.interval
+            counts, message, self._counts, self._message = self._counts, self._message, {}, ""
+        summary = ", ".join(f"{n} {key}" for key, n in counts.items())
+        log.log(self.level, "InfluxDB sink: %s%s", summary, f"; last error: {message}" if message else "")
 
 
 class InfluxDBSink:
+    """Events to InfluxDB as points, written in the background (see the module docstring)."""
+
     name = "influxdb"
 
     def __init__(self, writer: Any, state: Any, *, batch_size: int = 5000, flush_interval: float = 1.0,
-                 max_buffer: int = 200_000, table_name: str = "analytics", read_events: bool = True) -> None:
+                 max_buffer: int = 200_000, table_name: str = "analytics", read_events: bool = True,
+                 log_interval: float = LOG_INTERVAL) -> None:
         self.writer = writer
         self.state = state
         self.table_name = table_name
-        self.read_events = read_events and isinstance(writer, V1Writer)
+        self.flush_interval = flush_interval
+        # Reads need InfluxQL: InfluxDB 1.x only.
+        self.reader = InfluxQLReader(writer, table_name) if read_events and isinstance(writer, V1Writer) else None
         self.worker = BatchWorker(self._send, max_queue=max_buffer, batch_size=batch_size, max_latency=flush_interval,
-                                  max_retries=None, backoff=0.5, max_backoff=30.0, on_drop=self._dropped,
+                                  max_retries=None, backoff=0.5, max_backoff=30.0, on_drop=self._worker_dropped,
                                   name="statskit-influxdb-writer")
-        self._last_log = 0.0
-        self._unlogged: Dict[str, int] = {}
+        self._drops = _RateLimitedLog(logging.ERROR, log_interval)
+        self._failures = _RateLimitedLog(logging.WARNING, log_interval)
+        self._failing = False
+        self._closed = False
+        self._abandoned = False  # close() has counted the in-flight batch as dropped
 
     @classmethod
     def from_settings(cls, settings: Any, state: Any) -> "InfluxDBSink":
@@ -157,73 +132,134 @@ class InfluxDBSink:
         return cls(writer, state, batch_size=cfg.batch_size, flush_interval=cfg.flush_interval,
                    max_buffer=cfg.max_buffer, table_name=cfg.table_name, read_events=cfg.read_events)
 
+    # -- writing ---------------------------------------------------------------------------
+
     def emit(self, events: Sequence[Event]) -> None:
-        lines = [to_line(e) for e in events]
+        """Format and queue; never waits for InfluxDB. Lines past ``max_buffer`` are dropped."""
+        lines = to_lines(events)
         taken = self.worker.submit_many(lines)
         if taken < len(lines):
-            self._dropped(lines[taken:], "buffer_full")
+            self._dropped(len(lines) - taken, "shutdown" if self._closed else "buffer_full")
 
-    def _send(self, lines: List[str]) -> None:
-        try:
-            self.writer.write("\n".join(lines).encode("utf-8"))
-        except RetryableError as exc:
-            self._note_failure(str(exc))
-            raise
-        except Rejected as exc:
-            log.error("InfluxDB refused %d points: %s", len(lines), exc)
-            raise
-        self.state.incr("statskit_sink_written", {"sink": self.name}, len(lines))
+    def _send(self, batch: List[str]) -> None:
+        """Write one batch (BatchWorker's ``send``), splitting it when InfluxDB refuses it whole.
 
-    def _note_failure(self, message: str) -> None:
+        On a transient failure the lines already written or given up are removed from ``batch``
+        before RetryableError goes up: BatchWorker retries this same list, so they are neither
+        written nor counted twice."""
+        stack: List[Tuple[int, int]] = [(0, len(batch))]
+        writes = 0
+        while stack:
+            lo, hi = stack.pop()  # left halves first, so everything before ``lo`` is done
+            writes += 1
+            try:
+                self.writer.write("\n".join(batch[lo:hi]).encode("utf-8"))
+            except RetryableError as exc:
+                del batch[:lo]
+                self._failed(exc)
+                raise
+            except Rejected as exc:
+                if exc.dropped is not None:  # partial write: the rest is stored
+                    dropped = min(exc.dropped, hi - lo)
+                    self._written(hi - lo - dropped)
+                    self._given_up(dropped, "rejected", str(exc))
+                elif hi - lo > 1 and exc.status in SPLIT_STATUSES and writes + len(stack) < MAX_WRITES_PER_BATCH:
+                    mid = (lo + hi) // 2
+                    stack += [(mid, hi), (lo, mid)]
+                else:
+                    self._given_up(hi - lo, "rejected", str(exc))
+            except Exception as exc:  # a bug, not InfluxDB: drop rather than wedge the queue, and say why
+                self._given_up(hi - lo, "rejected", f"{exc.__class__.__name__}: {exc}")
+            else:
+                self._written(hi - lo)
+        self._drops.emit()
+
+    def _written(self, n: int) -> None:
+        if self._abandoned:
+            return
+        if self._failing:
+            self._failing = False
+            self._failures.emit(force=True)
+            log.warning("InfluxDB writes work again")
+        if n:
+            self.state.incr("statskit_sink_written", {"sink": self.name}, n)
+
+    def _failed(self, exc: RetryableError) -> None:
+        self._failing = True
         self.state.incr("statskit_sink_errors", {"sink": self.name}, 1)
-        now = time.monotonic()
-        if now - self._last_log >= 10:  # an outage retries every few seconds: log it, not each try
-            self._last_log = now
-            log.warning("InfluxDB write failed, will retry (%d points waiting): %s", len(self.worker), message)
+        self._failures.add("failed writes (retrying)", 1, f"{exc} ({len(self.worker)} points waiting)")
 
-    def _dropped(self, lines: List[str], reason: str) -> None:
-        self.state.incr("statskit_sink_dropped", {"sink": self.name, "reason": reason}, len(lines))
-        self._unlogged[reason] = self._unlogged.get(reason, 0) + len(lines)
-        now = time.monotonic()
-        if now - self._last_log >= 10 or reason == "shutdown":
-            self._last_log = now
-            counts, self._unlogged = self._unlogged, {}
-            log.error("InfluxDB sink dropped points: %s", ", ".join(f"{n} ({r})" for r, n in counts.items()))
+    def _worker_dropped(self, lines: List[str], reason: str) -> None:
+        # BatchWorker gives up lines only at close()/kill() ("shutdown"): _send handles the rest.
+        self._given_up(len(lines), reason, now=reason == "shutdown")
+
+    def _given_up(self, n: int, reason: str, message: str = "", now: bool = False) -> None:
+        """A drop decided in the writer thread: not counted again once close() counted its batch."""
+        if not self._abandoned:
+            self._dropped(n, reason, message, now)
+
+    def _dropped(self, n: int, reason: str, message: str = "", now: bool = False) -> None:
+        if n <= 0:
+            return
+        self.state.incr("statskit_sink_dropped", {"sink": self.name, "reason": reason}, n)
+        self._drops.add(f"points dropped ({reason})", n, message, now=now)
+
+    # -- reading (v1) ----------------------------------------------------------------------
 
     def get(self, event_id: str) -> Optional[Event]:
-        """An event by id from InfluxDB 1.x (v2 servers answer Flux, which statskit does not speak)."""
-        if not self.read_events:
+        """The event stored under ``event_id`` in ``TABLE_NAME``, or None.
+
+        v1 only: for v2 (and with ``read_events`` off) this is always None, since v2 servers
+        are read with Flux. Points sent with their own measurement are not looked up (their ids
+        are never returned to clients). An id minted moments ago may still wait in another
+        worker's buffer: it is looked up again after one ``flush_interval``."""
+        if self.reader is None:
             return None
-        table = _ident(self.table_name)
-        result = self.writer.query(f'SELECT * FROM "{table}" WHERE "event_id" = \'{_literal(event_id)}\' LIMIT 1')
-        series = (result.get("results") or [{}])[0].get("series")
-        if not series:
-            return None
-        columns, values = series[0]["columns"], series[0]["values"][0]
-        row = dict(zip(columns, values))
-        tag_result = self.writer.query(f'SHOW TAG KEYS FROM "{table}"')
-        tag_series = (tag_result.get("results") or [{}])[0].get("series") or [{"values": []}]
-        tag_keys = {v[0] for v in tag_series[0]["values"]}
-        time_ns = int(row.pop("time"))
-        row.pop("event_id", None)
-        tags = {k: str(v) for k, v in row.items() if k in tag_keys and v is not None}
-        fields = {k: v for k, v in row.items() if k not in tag_keys and v is not None}
-        return Event(event_id, time_ns, self.table_name, tags, fields, uid=tags.get("uid"), event=tags.get("event"))
+        self._settle()
+        found = self.reader.lookup(event_id)
+        created = id_time(event_id)
+        if found is None and created is not None:
+            wait = created + self.flush_interval + 0.25 - time.time()
+            if 0 < wait <= self.flush_interval + 0.25:
+                time.sleep(wait)
+                found = self.reader.lookup(event_id)
+        return found
 
-    def query(self, **filters: Any) -> List[Event]:
-        return []
+    def query(self, uid: Optional[str] = None, event: Optional[str] = None, since_ns: Optional[int] = None,
+              until_ns: Optional[int] = None, limit: int = 100) -> List[Event]:
+        """Events of ``TABLE_NAME``, newest first (v1 only; [] otherwise)."""
+        if self.reader is None:
+            return []
+        self._settle()
+        return self.reader.query(uid=uid, event=event, since_ns=since_ns, until_ns=until_ns, limit=limit)
 
-    def flush(self, timeout: Optional[float] = None) -> None:
-        self.worker.flush(timeout)
+    def _settle(self) -> None:
+        """Write this process's own buffered events before reading (bounded; skipped during an
+        outage, when it could only wait)."""
+        if len(self.worker) and not self._failing:
+            self.worker.flush(1.0)
 
-    def close(self, timeout: Optional[float] = None) -> None:
-        if not self.worker.close(timeout):
-            log.error("InfluxDB sink stopped with points unwritten (counted as dropped, reason shutdown)")
+    # -- life cycle ------------------------------------------------------------------------
 
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Write what is buffered, for at most ``timeout`` seconds; False if some is left."""
+        return self.worker.flush(timeout)
 
-def _ident(name: str) -> str:
-    return name.replace("\\", "\\\\").replace('"', '\\"')
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Flush for at most ``timeout`` seconds, then drop (count and log) what is left."""
+        self._closed = True
+        drained = self.worker.close(timeout)
+        if not drained:
+            # A batch between two retries is given up by the writer thread once it wakes: give
+            # it that moment, so the drop is counted before the process exits. One stuck in a
+            # request is counted here, and whatever that request does later is not counted again.
+            self.worker.flush(0.1)
+            stuck, self._abandoned = len(self.worker), True
+            if stuck:
+                self.state.incr("statskit_sink_dropped", {"sink": self.name, "reason": "shutdown"}, stuck)
+                self._drops.add("points dropped (shutdown)", stuck)
+        self._failures.emit(force=True)
+        self._drops.emit(force=True)
+        self.writer.close()
+        return drained
 
-
-def _literal(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
