@@ -53,6 +53,31 @@ def _event_batch(n: int) -> bytes:
                        for i in range(n)]).encode()
 
 
+def _panel_heartbeat() -> bytes:
+    """The analytics panel's heartbeat as it posts it (JSON.stringify: compact), with the fields of
+    shared/spec/payloads/02_heartbeat.json: four dashboard variables, ~1.9 kB."""
+    variables = [("datasource", "Data source", "datasource", False, ["Prometheus"]),
+                 ("cluster", "Cluster", "query", False, ["prod-eu-1"]),
+                 ("namespace", "", "query", True, ["kube-system", "monitoring"]),
+                 ("interval", "Interval", "interval", False, [])]
+    return json.dumps({
+        "uuid": "3f2b9c1e-7d4a-4e55-9a0b-2c6d8e1f4a77", "type": "heartbeat", "hasFocus": True,
+        "options": {"server": "http://analytics.example.internal:8080/write", "dashboard": "$__dashboard",
+                    "showDetails": False, "postStart": True, "postHeartbeat": True, "heartbeatInterval": 60,
+                    "heartbeatAlways": False, "postEnd": True, "flatten": False},
+        "host": {"hostname": "grafana.example.com", "port": "", "protocol": "https:",
+                 "buildInfo": {"version": "7.5.4", "commit": "615c153b3a", "env": "production", "edition": "Open Source"},
+                 "licenseInfo": {"hasLicense": False, "expiry": 0, "stateInfo": ""}},
+        "dashboard": {"name": "Kubernetes / Cluster Overview", "uid": "k8s-cluster-ov"},
+        "user": {"isSignedIn": True, "id": 42, "login": "jdoe", "email": "jdoe@example.com", "name": "Jane Doe",
+                 "lightTheme": False, "orgCount": 1, "orgId": 1, "orgName": "Main Org.", "orgRole": "Editor",
+                 "isGrafanaAdmin": False, "timezone": "browser", "locale": "en-US", "hasEditPermissionInFolders": True},
+        "variables": [{"name": n, "label": l, "type": t, "multi": m, "values": v} for n, l, t, m, v in variables],
+        "timeRange": {"from": 1618782134, "to": 1618803734, "raw": {"from": "now-6h", "to": "now"}},
+        "timeZone": "browser", "timeOrigin": 1618803700, "time": 1618803794,
+    }, separators=(",", ":")).encode()
+
+
 SCENARIOS: List[Scenario] = [
     Scenario("POST /log/event, one event, default sinks", "POST", "/log/event",
              body=b'{"uid": "user-1", "event": "signup", "plan": "pro"}', auth=True, target=0.8),
@@ -60,6 +85,10 @@ SCENARIOS: List[Scenario] = [
              body=_event_batch(500), auth=True, events_per_request=500, target_events_per_s=100_000),
     # One-shot events (issue 4): labels in the query string, no body, as the original's curl example.
     Scenario("POST /event, one-shot event", "POST", "/event?type=deploy&service=api&value=2.5", target=0.8),
+    # Grafana analytics panel (issue 3): a heartbeat as the panel posts it (no-cors: text/plain), applied to
+    # its session, counted and logged on stdout (logfmt), default configuration (SQLite state).
+    Scenario("POST /write, analytics panel heartbeat", "POST", "/write", body=_panel_heartbeat(),
+             headers={"Content-Type": "text/plain;charset=UTF-8"}, target=0.8),
 ]
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import requests
 
@@ -125,6 +125,16 @@ class StatskitServer:
             self.stop()
         finally:
             self.kill()
+
+
+def hold_both_workers(server: "StatskitServer") -> Tuple[socket.socket, socket.socket]:
+    """Two idle connections, one held by each worker: a sync worker that accepted a connection
+    serves nothing else until the request on it is done."""
+    first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    time.sleep(0.2)  # let a worker accept it before the second one arrives
+    second = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    time.sleep(0.2)
+    return first, second
 
 
 def _children(pid: int) -> List[int]:

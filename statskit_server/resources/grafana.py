@@ -1,10 +1,111 @@
-"""Placeholder: filled in by its feature."""
+"""``/write``: the receiver for the Grafana analytics panel (macropower-analytics-panel).
+
+Point the panel's *server* option at ``http://HOST:PORT/write`` (``/write?token=...`` when
+``[grafana] require_token`` is on: the panel posts with ``mode: 'no-cors'``, which cannot send
+headers, and its body arrives as ``text/plain``). The payload rules are in
+:mod:`statskit.panel`, sessions and counters in :mod:`statskit.sessions`, the log lines in
+:mod:`statskit.sessionlog`; the ``grafana_analytics_*`` families join ``GET /metrics``.
+
+=======  ==================================================================================
+method   answer
+=======  ==================================================================================
+POST,    **201** with an empty body, as the original (the panel ignores it; scripts written
+PUT      against the original keep working). The payload is checked before the answer and
+         applied right after it, in batches (at most 50 ms later), as the original applied its
+         channel in a goroutine; a scrape of ``/metrics`` first applies what its worker holds.
+         Payloads of one session applied out of order by two workers are placed by their
+         time (see :func:`statskit.sessions.advance`).
+         **400** (JSON error) for a body that is not a payload: not JSON, not an object, or a
+         field of the wrong type, e.g. an int field given ``1.5`` or ``"1"`` (the original's
+         400 cases); also ``null`` and an object with no payload key (``{}``), which the
+         original counted as a session with empty labels. Nothing changes then.
+         **401/403** with ``require_token`` and no valid token with the ``write`` scope (the
+         ``Authorization`` header, or the ``token`` query parameter).
+         **413** over ``[limits] max_body_bytes``.
+OPTIONS  CORS preflight: **204** with ``Access-Control-Allow-*`` for an origin in
+         ``[grafana] cors_origins`` (``*`` = any), **403** for another origin (the original
+         answered 400 to every OPTIONS, so panels in CORS mode could not post at all).
+others   **405**: GET and HEAD cannot carry a payload from the panel (the original took any
+         method and answered a body-less GET with 400).
+=======  ==================================================================================
+
+POST and PUT answers carry ``Access-Control-Allow-Origin`` for an allowed ``Origin``.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import falcon
 
+from statskit.grafana_metrics import GrafanaMetrics
+from statskit.panel import decode_payload
+from statskit.sessions import SessionTracker
+
+from ..body import read_body
+
+ALLOW_METHODS = "POST, PUT, OPTIONS"
+
+
+class Write:
+    def __init__(self, runtime: Any, tracker: SessionTracker) -> None:
+        self.runtime = runtime
+        self.tracker = tracker
+        settings = runtime.settings
+        self.require_token = settings.grafana.require_token
+        self.max_body_bytes = settings.limits.max_body_bytes
+        self.origins = frozenset(settings.grafana.cors_origins)
+
+    def _allowed_origin(self, req: falcon.Request) -> Optional[str]:
+        """The Access-Control-Allow-Origin value for this request's Origin, or None."""
+        origin = req.get_header("Origin")
+        if origin is None or not self.origins:
+            return None
+        if "*" in self.origins:
+            return "*"
+        return origin if origin in self.origins else None
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        allowed = self._allowed_origin(req)
+        if allowed is not None:  # set first, so that a browser can read our errors too
+            resp.set_header("Access-Control-Allow-Origin", allowed)
+            if allowed != "*":
+                resp.append_header("Vary", "Origin")
+        if self.require_token:
+            self.runtime.auth.require(req, "write", allow_query=True)
+        payload = decode_payload(read_body(req, self.max_body_bytes))
+        self.tracker.submit(payload)
+        resp.status = falcon.HTTP_201
+        resp.content_length = 0
+
+    on_put = on_post
+
+    def on_options(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.set_header("Allow", ALLOW_METHODS)
+        resp.status = falcon.HTTP_204
+        if req.get_header("Origin") is None:
+            return  # not a CORS preflight: just say what the route takes
+        allowed = self._allowed_origin(req)
+        if allowed is None:
+            raise falcon.HTTPForbidden(title="403 Forbidden",
+                                       description="origin not allowed by [grafana] cors_origins")
+        resp.set_header("Access-Control-Allow-Origin", allowed)
+        if allowed != "*":
+            resp.append_header("Vary", "Origin")
+        resp.set_header("Access-Control-Allow-Methods", ALLOW_METHODS)
+        requested = req.get_header("Access-Control-Request-Headers")
+        resp.set_header("Access-Control-Allow-Headers", requested or "Content-Type, Authorization")
+        resp.set_header("Access-Control-Max-Age", "86400")
+
 
 def add_routes(app: falcon.App, runtime: Any) -> None:
-    pass
+    """Mount ``/write`` and the grafana_analytics_* families (nothing when ``[grafana] enabled``
+    is off). The tracker is reachable as ``runtime.grafana`` (tests flush its log with it)."""
+    settings = runtime.settings
+    if not settings.grafana.enabled:
+        return
+    tracker = SessionTracker.from_settings(settings, runtime.state, runtime.pipeline.sinks)
+    runtime.grafana = tracker
+    runtime.metric_sources.append(GrafanaMetrics(runtime.state, not settings.grafana.disable_user_metrics,
+                                                 before_collect=tracker.flush))
+    runtime.closers.append(tracker.close)
+    app.add_route("/write", Write(runtime, tracker))
