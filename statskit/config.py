@@ -11,11 +11,12 @@ a command-line flag. Later sources win: defaults < ini file < environment < CLI.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
 
 
 class ConfigError(ValueError):
@@ -59,6 +60,67 @@ def parse_list(value: str) -> list:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def parse_networks(value: str) -> list:
+    """Addresses and CIDRs, normalized (``10.0.0.1/24`` -> ``10.0.0.0/24``: gunicorn refuses
+    host bits); ``*`` trusts every peer."""
+    networks = []
+    for item in parse_list(value):
+        if item == "*":
+            networks.append(item)
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return networks
+
+
+def parse_log_level(value: str) -> str:
+    level = value.strip().lower()
+    level = {"warn": "warning", "fatal": "critical"}.get(level, level)
+    if level not in ("debug", "info", "warning", "error", "critical"):
+        raise ValueError(f"not a log level: {value!r} (debug, info, warning, error)")
+    return level
+
+
+def parse_bind(value: str) -> str:
+    """``host:port``, ``[::1]:port``, ``unix:/path``; Go's ``:8080`` (the original receivers'
+    HTTP_ADDRESS) means every interface: ``0.0.0.0:8080``."""
+    text = value.strip()
+    if text.startswith("unix:"):
+        return text
+    if text.startswith(":"):
+        text = "0.0.0.0" + text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not an address to listen on: {value!r} (host:port, e.g. 127.0.0.1:8080 or :8080)")
+    return text
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """A parser for one of ``allowed`` (case-insensitive)."""
+    def parse(value: str) -> str:
+        text = value.strip().lower()
+        if text not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return text
+    return parse
+
+
+def parse_positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be at least 1, not {number}")
+    return number
+
+
+def parse_positive_duration(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0, not {value!r}")
+    return seconds
+
+
 def parse_size(value: str) -> int:
     """Bytes from ``"1048576"``, ``"512k"``, ``"5M"``."""
     text = value.strip().lower().rstrip("b").rstrip("i")
@@ -78,6 +140,7 @@ class Option:
     env: Optional[str] = None
     flag: Optional[str] = None
     help: str = ""
+    aliases: Tuple[str, ...] = ()  # more flags for the same option (the originals' names)
 
     @property
     def env_name(self) -> str:
@@ -85,20 +148,24 @@ class Option:
 
 
 _S, _B, _I, _F, _D, _L, _Z = str, parse_bool, int, float, parse_duration, parse_list, parse_size
+_N, _P, _PD = parse_networks, parse_positive_int, parse_positive_duration
 
 OPTIONS: list = [
     # --- server: how statskit-server runs gunicorn
-    Option("server", "bind", "127.0.0.1:8080", _S, "HTTP_ADDRESS", "--bind", "address:port to listen on"),
-    Option("server", "workers", 2, _I, "STATSKIT_WORKERS", "--workers", "gunicorn worker processes"),
-    Option("server", "threads", 1, _I, None, "--threads", "threads per worker (gthread when > 1)"),
+    Option("server", "bind", "127.0.0.1:8080", parse_bind, "HTTP_ADDRESS", "--bind",
+           "address:port to listen on (:8080 = every interface)", aliases=("--http-address",)),
+    Option("server", "workers", 2, _P, "STATSKIT_WORKERS", "--workers", "gunicorn worker processes"),
+    Option("server", "threads", 1, _P, None, "--threads", "threads per worker (gthread when > 1)"),
     Option("server", "timeout", 30.0, _D, None, None, "gunicorn worker timeout"),
     Option("server", "graceful_timeout", 10.0, _D, None, None, "seconds a stopping worker has to flush"),
     Option("server", "data_dir", "./statskit-data", _S, "STATSKIT_DATA_DIR", "--data-dir",
            "where the embedded SQLite state and event store live"),
     Option("server", "access_log", False, _B, None, "--access-log", "gunicorn access log on stderr"),
-    Option("server", "log_level", "info", _S, "LOG_LEVEL", "--log-level", "debug, info, warning, error"),
-    Option("server", "trusted_proxies", [], _L, "TRUSTED_PROXIES", "--trusted-proxies",
-           "peer addresses/CIDRs whose X-Real-Ip / X-Forwarded-For are believed"),
+    Option("server", "log_level", "info", parse_log_level, "LOG_LEVEL", "--log-level", "debug, info, warning, error"),
+    Option("server", "trusted_proxies", [], _N, "TRUSTED_PROXIES", "--trusted-proxies",
+           "peer addresses/CIDRs (or *) whose client_ip_header is believed"),
+    Option("server", "client_ip_header", "x-forwarded-for", choice("x-forwarded-for", "x-real-ip"), "CLIENT_IP_HEADER", None,
+           "the header trusted proxies name the client in: x-forwarded-for or x-real-ip"),
     # --- auth
     Option("auth", "secret_key", [], _L, "STATSKIT_SECRET_KEY", "--secret-key",
            "comma-separated token secrets; the first signs, all verify"),
@@ -109,15 +176,15 @@ OPTIONS: list = [
     Option("limits", "max_event_bytes", 64 * 1024, _Z, "STATSKIT_MAX_EVENT_BYTES", None, "one event's JSON size limit (413)"),
     Option("limits", "max_batch_events", 10000, _I, None, None, "events in one POST /log/events (413)"),
     # --- state store shared by the workers
-    Option("state", "backend", "sqlite", _S, "STATSKIT_STATE", "--state", "sqlite or memory"),
+    Option("state", "backend", "sqlite", choice("sqlite", "memory"), "STATSKIT_STATE", "--state", "sqlite or memory"),
     Option("state", "flush_interval", 1.0, _D, None, None, "how often buffered counters reach the store"),
     # --- sinks
     Option("sinks", "enabled", ["sqlite", "stdout", "prometheus"], _L, "STATSKIT_SINKS", "--sinks",
            "sinks events go to, by name (third-party ones through the statskit.sinks entry point)"),
-    Option("stdout", "format", "json", _S, "STATSKIT_STDOUT_FORMAT", None, "event log lines: json or logfmt"),
+    Option("stdout", "format", "json", choice("json", "logfmt"), "STATSKIT_STDOUT_FORMAT", None, "event log lines: json or logfmt"),
     Option("sqlite", "retention_days", 0.0, _F, None, None, "delete stored events older than this (0 = keep)"),
     Option("influxdb", "url", "http://localhost:8086", _S, "INFLUXDB_URL", "--influxdb-url", "InfluxDB base URL"),
-    Option("influxdb", "api", "v2", _S, "INFLUXDB_API", None, "v2 (influxdb-client) or v1 (/write, InfluxDB 1.x)"),
+    Option("influxdb", "api", "v2", choice("v2", "v1"), "INFLUXDB_API", None, "v2 (influxdb-client) or v1 (/write, InfluxDB 1.x)"),
     Option("influxdb", "token", "", _S, "INFLUXDB_TOKEN", None, "v2 API token"),
     Option("influxdb", "org", "", _S, "INFLUXDB_ORG", None, "v2 organisation"),
     Option("influxdb", "bucket", "statskit", _S, "INFLUXDB_BUCKET", None, "v2 bucket"),
@@ -138,7 +205,7 @@ OPTIONS: list = [
            "max credited heartbeat gap; 0 = 1.25 x the panel's heartbeat interval"),
     Option("grafana", "max_cache_size", 100000, _I, "MAX_CACHE_SIZE", "--max-cache-size", "sessions kept (0 = unlimited)"),
     Option("grafana", "idle_timeout", 3600.0, _D, None, None, "a session with no payload for this long may be evicted"),
-    Option("grafana", "log_format", "logfmt", _S, "LOG_FORMAT", "--log-format", "session log lines: logfmt or json"),
+    Option("grafana", "log_format", "logfmt", choice("logfmt", "json"), "LOG_FORMAT", "--log-format", "session log lines: logfmt or json"),
     Option("grafana", "log_raw", False, _B, "LOG_RAW", "--log-raw", "log the whole decoded payload as JSON"),
     Option("grafana", "disable_user_metrics", False, _B, "DISABLE_USER_METRICS", "--disable-user-metrics",
            "drop user_login and user_name labels"),
@@ -149,11 +216,13 @@ OPTIONS: list = [
     # --- one-shot events (/event)
     Option("oneshot", "enabled", True, _B, None, None, "mount POST /event and one-shot samples on /metrics"),
     Option("oneshot", "require_token", False, _B, "EVENT_REQUIRE_TOKEN", None, "/event needs a token"),
+    Option("oneshot", "require_scrape_token", False, _B, "SCRAPE_REQUIRE_TOKEN", None,
+           "one-shot events go only to /metrics scrapes with a read-scope token"),
     Option("oneshot", "use_explicit_timestamps", False, _B, "USE_EXPLICIT_TIMESTAMPS", "--use-explicit-timestamps",
            "stamp each one-shot sample with its event time"),
-    Option("oneshot", "max_scrapers", 10, _I, "MAX_SCRAPERS", "--max-scrapers", "scrapers tracked at once"),
-    Option("oneshot", "max_pending", 10000, _I, "MAX_PENDING_EVENTS", "--max-pending-events", "events waiting per scraper (oldest dropped)"),
-    Option("oneshot", "scraper_timeout", 600.0, _D, "SCRAPER_TIMEOUT", "--scraper-timeout", "forget a scraper silent for this long"),
+    Option("oneshot", "max_scrapers", 10, _P, "MAX_SCRAPERS", "--max-scrapers", "scrapers tracked at once"),
+    Option("oneshot", "max_pending", 10000, _P, "MAX_PENDING_EVENTS", "--max-pending-events", "events waiting per scraper (oldest dropped)"),
+    Option("oneshot", "scraper_timeout", 600.0, _PD, "SCRAPER_TIMEOUT", "--scraper-timeout", "forget a scraper silent for this long"),
     Option("oneshot", "backfill", 0.0, _D, "BACKFILL_WINDOW", "--backfill-window", "a new scraper also gets events this recent"),
 ]
 

@@ -34,3 +34,15 @@ class TooLarge(StatskitError):
 
     status = 413
     title = "too_large"
+
+
+class Unavailable(StatskitError):
+    """A store the request needs is down or busy (503): the request may be retried as it is.
+    ``retry_after`` (seconds) becomes the answer's Retry-After header."""
+
+    status = 503
+    title = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -37,11 +37,14 @@ _BUCKET_LABELS = tuple(repr(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 
 @dataclass
 class Scrape:
-    """Who is scraping: one-shot events are handed out per scraper, and only on GET."""
+    """Who is scraping: one-shot events are handed out per scraper, and only on GET;
+    ``oneshot=False`` (a scrape without the token ``[oneshot] require_scrape_token`` asks for)
+    neither sees nor takes any, nor the names of the scrapers."""
 
     scraper: str
     consume: bool = True
     time: float = 0.0
+    oneshot: bool = True
 
     def __post_init__(self) -> None:
         if not self.time:

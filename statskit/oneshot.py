@@ -177,7 +177,10 @@ def parse_value(text: str) -> float:
     if _DECIMAL.match(text):
         number = float(text)
     elif _HEX.match(text):
-        number = float.fromhex(text)
+        try:
+            number = float.fromhex(text)
+        except OverflowError:  # 0x1p1024: Go's ParseFloat says "value out of range" too
+            number = math.inf
     else:
         raise ValidationError(f"value {text!r} is not a number (examples: 2.5, -1e3, NaN, +Inf)", field=VALUE_PARAM)
     if math.isinf(number):
@@ -433,7 +436,10 @@ class OneShot:
 
     def collect(self, scrape: Scrape) -> Iterator[Metric]:
         try:
-            result = self.queue.scrape(scrape.scraper, int(scrape.time * 1000), consume=scrape.consume)
+            if scrape.oneshot:
+                result = self.queue.scrape(scrape.scraper, int(scrape.time * 1000), consume=scrape.consume)
+            else:
+                result = ScrapeResult(status="unauthorized")
         except Exception:
             # The rest of /metrics still answers; the transaction rolled back, so nothing was
             # handed out and this scraper gets its events at the next scrape.

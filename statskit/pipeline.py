@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any, List, Optional, Sequence
 
+from .errors import Unavailable
 from .events import Event
 from .sinks import EventReader, Sink, build_sinks
 from .state import StateStore, open_state
@@ -45,22 +46,38 @@ class Pipeline:
         self.state.incr("statskit_events_rejected", {"event": event, "reason": reason}, count)
 
     def get(self, event_id: str) -> Optional[Event]:
-        """The event from the first reader that has it."""
+        """The event from the first reader that has it; None when every reader answered that
+        it has none, Unavailable (503) when one that might have it could not be asked."""
+        failed = []
         for reader in self.readers:
             try:
                 found = reader.get(event_id)
             except Exception as exc:
-                self.state.incr("statskit_sink_errors", {"sink": getattr(reader, "name", "?")}, 1)
-                log.error("reading event %s from %s failed: %s", event_id, getattr(reader, "name", "?"), exc)
+                failed.append(self._read_failed(reader, exc))
                 continue
             if found is not None:
                 return found
+        if failed:
+            raise Unavailable(f"could not read from {', '.join(failed)}; try again")
         return None
 
     def query(self, **filters: Any) -> List[Event]:
+        """Events from the first reader that answers (Unavailable when none can)."""
+        failed = []
         for reader in self.readers:
-            return reader.query(**filters)
+            try:
+                return reader.query(**filters)
+            except Exception as exc:
+                failed.append(self._read_failed(reader, exc))
+        if failed:
+            raise Unavailable(f"could not read from {', '.join(failed)}; try again")
         return []
+
+    def _read_failed(self, reader: Any, exc: Exception) -> str:
+        name = getattr(reader, "name", "?")
+        self.state.incr("statskit_sink_errors", {"sink": name}, 1)
+        log.error("reading events from %s failed: %s", name, exc)
+        return name
 
     def flush(self, timeout: Optional[float] = None) -> None:
         self._each("flush", timeout)

@@ -35,12 +35,15 @@ class Authenticator:
             # A token listed in the access file: its own error says more than ours would.
             return self.legacy.verify(token)
 
-    def require(self, req: falcon.Request, scope: str, allow_query: bool = False) -> Identity:
-        """The caller's identity, or 401 (no/bad token) / 403 (token without ``scope``)."""
+    def require(self, req: falcon.Request, scope: str, allow_query: bool = False, form_token: str = "") -> Identity:
+        """The caller's identity, or 401 (no/bad token) / 403 (token without ``scope``).
+
+        The token is the ``Authorization`` header's, else (``allow_query``) the ``token`` query
+        parameter, else ``form_token`` (a ``token`` field the route found in a form body)."""
         header = req.get_header("Authorization")
         token = token_from_authorization(header) if header else ""
         if not token and allow_query:
-            token = req.get_param("token") or ""
+            token = req.get_param("token") or form_token
         if not token:
             where = "an Authorization: Token <token> header" + (" or a token parameter" if allow_query else "")
             raise falcon.HTTPUnauthorized(title="401 Unauthorized", description=f"missing token: send {where}",

@@ -30,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest = f"{opt.section}.{opt.key}"
         extra = f" (ini [{opt.section}] {opt.key}, env {opt.env_name})"
         if opt.parse is parse_bool:
-            parser.add_argument(opt.flag, dest=dest, nargs="?", const="true", default=None, metavar="BOOL",
+            parser.add_argument(opt.flag, *opt.aliases, dest=dest, nargs="?", const="true", default=None, metavar="BOOL",
                                 help=opt.help + extra)
         else:
-            parser.add_argument(opt.flag, dest=dest, default=None, help=opt.help + extra)
+            parser.add_argument(opt.flag, *opt.aliases, dest=dest, default=None, help=opt.help + extra)
     return parser
 
 
@@ -47,6 +47,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             except ValueError as exc:
                 raise ConfigError(f"{opt.flag}: {exc}") from None
     return load_settings(args.config, overrides=overrides)
+
+
+def check_settings(settings: Settings) -> None:
+    """What only makes sense for a served app, refused before gunicorn starts (a worker that
+    fails to boot says far less)."""
+    if settings.state.backend == "memory" and settings.server.workers > 1:
+        raise ConfigError(f"[state] backend memory keeps counters, sessions and one-shot queues in each "
+                          f"process: with {settings.server.workers} workers, /metrics would answer "
+                          f"differently per worker. Use --workers 1, or the sqlite state")
 
 
 def ensure_secret(settings: Settings) -> None:
@@ -116,6 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
+        check_settings(settings)
     except ConfigError as exc:
         print(f"statskit-server: {exc}", file=sys.stderr)
         return 2

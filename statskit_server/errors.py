@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 
 import falcon
 
-from statskit.errors import StatskitError
+from statskit.errors import StatskitError, Unavailable
+from statskit.worker import RetryableError
 
 log = logging.getLogger("statskit.server")
 
@@ -26,6 +28,9 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon
 def handle_statskit_error(req: falcon.Request, resp: falcon.Response, exc: StatskitError, params: dict) -> None:
     resp.status = exc.status
     resp.media = exc.to_dict()
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        resp.set_header("Retry-After", str(retry_after))
     on_reject = getattr(req.context, "on_reject", None)
     if on_reject is not None:
         on_reject(exc)
@@ -34,6 +39,12 @@ def handle_statskit_error(req: falcon.Request, resp: falcon.Response, exc: Stats
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     if isinstance(exc, falcon.HTTPError):  # falcon's own errors (404, 405, ...) keep their status
         raise exc
+    if isinstance(exc, (sqlite3.OperationalError, RetryableError)):
+        # The SQLite state locked past its busy timeout, a disk error, a store down: not the
+        # client's fault and nothing was stored; a 503 tells it (and its retry logic) to try again.
+        log.warning("storage unavailable on %s %s: %s", req.method, req.path, exc)
+        handle_statskit_error(req, resp, Unavailable(f"storage unavailable, try again: {exc}"), params)
+        return
     log.exception("unexpected error on %s %s", req.method, req.path)
     resp.status = 500
     resp.media = {"error": "internal_error", "message": "internal error; it has been logged"}

@@ -8,6 +8,9 @@ its events. Here the headers count only when the TCP peer is in ``[server] trust
     >>> req = testing.create_req(remote_addr="10.0.0.2", headers={"X-Forwarded-For": "6.6.6.6, 10.1.2.3"})
     >>> client_address(req, []), client_address(req, ["10.0.0.0/24"])
     ('10.0.0.2', '10.1.2.3')
+
+Which header the proxies set is ``[server] client_ip_header``: ``x-forwarded-for`` (default)
+or ``x-real-ip``.
 """
 from __future__ import annotations
 
@@ -47,6 +50,18 @@ def _ip(text: str) -> Optional[Any]:
     return mapped or ip
 
 
+def _hop(text: str) -> Optional[Any]:
+    """One X-Forwarded-For entry: an address, also with a port (``10.0.0.1:5123``,
+    ``[2001:db8::1]:443``, as some proxies write them); None for anything else (``unknown``)."""
+    text = text.strip()
+    ip = _ip(text)
+    if ip is None and text.startswith("[") and "]" in text:
+        ip = _ip(text[1:text.index("]")])
+    elif ip is None and text.count(":") == 1:
+        ip = _ip(text.split(":", 1)[0])
+    return ip
+
+
 def normalize(address: str) -> str:
     """``::FFFF:10.0.0.1`` -> ``10.0.0.1``, IPv6 compressed and lowercase; other text unchanged."""
     ip = _ip(address)
@@ -56,33 +71,45 @@ def normalize(address: str) -> str:
 def is_trusted(address: str, trusted: Sequence[str]) -> bool:
     if not trusted:
         return False
+    if "*" in trusted:
+        return True
     ip = _ip(address)
     if ip is None:
         return False
     return any(ip in net for net in _networks(tuple(trusted)))
 
 
-def client_address(req: falcon.Request, trusted: Sequence[str]) -> str:
-    """The client's address: the peer, unless the peer is a trusted proxy; then ``X-Real-Ip``
-    (first valid entry), else ``X-Forwarded-For``.
+def client_address(req: falcon.Request, trusted: Sequence[str], header: str = "x-forwarded-for") -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy; then what ``header``
+    (``[server] client_ip_header``) says.
 
-    ``X-Forwarded-For`` is read from the right, skipping trusted proxies: proxies append the
-    address they saw, so the entries on the left are whatever the client sent and prove nothing
-    (the original took the first one). When every entry is a trusted proxy, the leftmost wins.
+    Only the one configured header is read: a proxy that sets one passes the other through as
+    the client wrote it (nginx forwards a client's own ``X-Forwarded-For`` unless told to append
+    to it; a proxy that appends to ``X-Forwarded-For`` passes a client's ``X-Real-Ip``).
+
+    * ``x-forwarded-for`` is read from the right, skipping trusted proxies: proxies append the
+      address they saw, so the entries on the left are whatever the client sent and prove
+      nothing (the original took the first one). An entry that is no address (``unknown``)
+      ends the walk at the trusted hop after it; when every entry is trusted, the leftmost wins.
+    * ``x-real-ip`` is one address that the proxy sets; anything else in it is ignored.
     """
     peer = normalize(req.remote_addr or "")
     if not is_trusted(peer, trusted):
         return peer or UNKNOWN
-    real = req.get_header("X-Real-Ip")
-    for part in (real or "").split(","):
-        ip = _ip(part)
-        if ip is not None:
-            return str(ip)
-    hops = [ip for ip in (_ip(part) for part in (req.get_header("X-Forwarded-For") or "").split(",")) if ip]
-    for ip in reversed(hops):
-        if not is_trusted(str(ip), trusted):
-            return str(ip)
-    return str(hops[0]) if hops else peer
+    if header == "x-real-ip":
+        ip = _hop(req.get_header("X-Real-Ip") or "")
+        return str(ip) if ip is not None else peer
+    client = peer
+    for part in reversed((req.get_header("X-Forwarded-For") or "").split(",")):
+        if not part.strip():
+            continue
+        ip = _hop(part)
+        if ip is None:
+            break
+        client = str(ip)
+        if not is_trusted(client, trusted):
+            break
+    return client
 
 
 def scraper_id(req: falcon.Request, settings: Any) -> str:
@@ -91,4 +118,4 @@ def scraper_id(req: falcon.Request, settings: Any) -> str:
     name = req.get_param("scraper")
     if name:
         return check_scraper_name(name)
-    return client_address(req, settings.server.trusted_proxies)
+    return client_address(req, settings.server.trusted_proxies, settings.server.client_ip_header)

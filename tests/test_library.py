@@ -1,11 +1,13 @@
 """The library without HTTP: sinks, pipeline isolation, state, configuration, logfmt."""
+import configparser
 import json
 import multiprocessing
 import os
+from pathlib import Path
 
 import pytest
 
-from statskit.config import ConfigError, load_settings, parse_duration
+from statskit.config import OPTIONS, ConfigError, load_settings, parse_duration
 from statskit.events import parse_items
 from statskit.logfmt import encode_line
 from statskit.pipeline import Pipeline, build_pipeline
@@ -117,6 +119,19 @@ def test_settings_precedence_ini_then_env_then_overrides(tmp_path):
     assert settings.grafana.session_timeout == 90.0
     assert settings.grafana.max_cache_size == 7
     assert settings.influxdb.table_name == "from_cli"
+
+
+def test_development_ini_lists_every_option_with_its_default():
+    """An operator reads development.ini to learn the keys: every one is there, at its default."""
+    path = Path(__file__).resolve().parents[1] / "development.ini"
+    ini = configparser.ConfigParser()
+    ini.read(path)
+    missing = [f"[{o.section}] {o.key}" for o in OPTIONS if not ini.has_option(o.section, o.key)]
+    assert missing == []
+    settings = load_settings(str(path), env={})
+    differ = sorted(f"{o.section}.{o.key}" for o in OPTIONS
+                    if getattr(getattr(settings, o.section), o.key) != o.default)
+    assert differ == []
 
 
 def test_bad_settings_name_their_source(tmp_path):

@@ -52,7 +52,8 @@ def test_nan_is_a_value():
 
 
 @pytest.mark.parametrize("text", ["", " 1", "1 ", "abc", "1e400", "-1e400", "1__0", "_1", "1_", "0x1", "+NaN",
-                                  "1,5", "\u0661", "0x", "e5", "1e", "2.5.1", "1" * 300])
+                                  "1,5", "\u0661", "0x", "e5", "1e", "2.5.1", "1" * 300,
+                                  "0x1p1024", "-0x1p99999"])
 def test_values_that_are_not_numbers_are_refused(text):
     with pytest.raises(ValidationError) as info:
         parse_value(text)

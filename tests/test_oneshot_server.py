@@ -8,6 +8,7 @@ from statskit.config import load_settings
 from statskit.tokens import TokenSigner
 from statskit_server import create_app
 from statskit_server.cli import build_parser, settings_from_args
+from statskit_server.peer import client_address
 
 SECRET = "unit-test-secret"
 PROM_A, PROM_B = "10.0.0.1", "10.0.0.2"
@@ -160,9 +161,33 @@ def test_trusted_proxy_forwards_the_scraper_address(make_client):
     text = client.simulate_get("/metrics", **via_proxy).text
     assert 'events_to_metrics{type="deploy"}' in text
     assert f'events_to_metrics_scraper_counts{{scraper="{PROM_A}"}}' in text
-    real_ip = {"remote_addr": "192.168.1.5", "headers": {"X-Real-Ip": PROM_B}}
+    # X-Forwarded-For is the header read by default: an X-Real-Ip the proxy passed through
+    # from the client proves nothing.
+    spoofed = {"remote_addr": "192.168.1.5", "headers": {"X-Real-Ip": PROM_B, "X-Forwarded-For": "10.7.7.7"}}
+    events(client, **spoofed)
+    text = client.simulate_get("/metrics").text
+    assert 'scraper="10.7.7.7"' in text and f'scraper="{PROM_B}"' not in text
+
+
+def test_x_real_ip_counts_when_configured_and_only_then(make_client):
+    client = make_client(server__trusted_proxies=["192.168.1.0/24"], server__client_ip_header="x-real-ip")
+    real_ip = {"remote_addr": "192.168.1.5", "headers": {"X-Real-Ip": PROM_B, "X-Forwarded-For": PROM_A}}
     events(client, **real_ip)
-    assert f'scraper="{PROM_B}"' in client.simulate_get("/metrics").text
+    text = client.simulate_get("/metrics").text
+    assert f'scraper="{PROM_B}"' in text and f'scraper="{PROM_A}"' not in text
+
+
+@pytest.mark.parametrize("forwarded, expected", [
+    (f"{PROM_A}:51234", PROM_A),                      # a hop written with its port
+    (f"10.0.0.1, {PROM_A}:51234", PROM_A),            # ... the client's own entry left of it is ignored
+    ("[2001:db8::7]:443", "2001:db8::7"),
+    (f"{PROM_A}, unknown", "192.168.1.5"),            # not an address: the walk ends at the proxy
+    (f"{PROM_A}, 192.168.1.9", PROM_A),               # a second trusted proxy is skipped
+    ("192.168.1.8, 192.168.1.9", "192.168.1.8"),      # all trusted: the leftmost
+])
+def test_forwarded_for_is_walked_from_the_right(make_client, forwarded, expected):
+    req = testing.create_req(remote_addr="192.168.1.5", headers={"X-Forwarded-For": forwarded})
+    assert client_address(req, ["192.168.1.0/24"]) == expected
 
 
 def test_scrapers_can_name_themselves(client):
@@ -187,6 +212,26 @@ def test_token_can_be_required(make_client):
     resp = post(client, f"type=deploy&token={token()}")
     assert resp.status_code == 200 and "token" not in resp.json["series"]  # a secret never becomes a label
     assert events(client) == [('events_to_metrics{type="deploy"}', "1.0")]
+    # curl -d token=... -d type=deploy: the token in a form body counts too, and is no label.
+    resp = post(client, body=f"type=form&token={token()}", headers=FORM)
+    assert resp.status_code == 200 and resp.json["series"] == 'events_to_metrics{type="form"}'
+    assert post(client, body=f"type=form&token={token(('read',))}", headers=FORM).status_code == 403
+
+
+def test_scrape_token_keeps_events_and_scraper_names_from_anonymous_scrapes(make_client):
+    client = make_client(oneshot__require_scrape_token=True)
+    reader = {"Authorization": "Bearer " + token(("read",))}  # what Prometheus' authorization: sends
+    assert events(client, params={"scraper": "prom-a"}, headers=reader) == []
+    post(client, "type=deploy")
+    # Anyone may read /metrics, but an anonymous scrape takes no events and sees no scraper names.
+    anonymous = client.simulate_get("/metrics", params={"scraper": "prom-a"})
+    assert anonymous.status_code == 200 and "events_to_metrics_event_count 1.0" in anonymous.text
+    assert "events_to_metrics{" not in anonymous.text and "prom-a" not in anonymous.text
+    assert client.simulate_get("/metrics", params={"scraper": "prom-a", "token": "forged"}).status_code == 401
+    assert client.simulate_get("/metrics", headers={"Authorization": "Token " + token(("write",))}).status_code == 403
+    # The real prom-a still gets its event, once.
+    assert events(client, params={"scraper": "prom-a"}, headers=reader) == [('events_to_metrics{type="deploy"}', "1.0")]
+    assert events(client, params={"scraper": "prom-a", "token": token(("read",))}) == []
 
 
 def test_oversized_input_is_413(client):

@@ -38,6 +38,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
+from ..errors import Unavailable
 from ..oneshot import Delivery, OneShotQueue, QueueLimits, Reporter, ScrapeResult
 from ..worker import BatchWorker, RetryableError
 from . import StateStore
@@ -304,7 +305,12 @@ class SQLiteQueue:
         # submit(), not submit_many(): it wakes the writer thread only when the queue stops being
         # empty, not on every post (a wake-up per request cost a third of the POST rate).
         if not self.writer.submit(row):
-            self._write([row], retryable=False)  # queue full or closed: slower, never lossy
+            # Queue full or closed: write inline, slower, never lossy. Still locked past the busy
+            # timeout, the post is refused with a 503 (nothing stored) for the client to retry.
+            try:
+                self._write([row], retryable=False)
+            except sqlite3.OperationalError as exc:
+                raise Unavailable(f"one-shot store busy: {exc}") from exc
 
     def _write(self, rows: List[Tuple[int, str, float]], retryable: bool = True) -> None:
         try:

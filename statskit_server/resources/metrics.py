@@ -9,11 +9,27 @@ from ..peer import scraper_id
 
 
 class Metrics:
+    """Public, except that with ``[oneshot] require_scrape_token`` one-shot events (and the
+    names of the scrapers waiting for them) go only to scrapes with a token of ``read`` scope
+    (Prometheus: ``authorization: {credentials: TOKEN}``, or ``params: {token: [TOKEN]}``).
+    Without a token such a scrape gets every other family; a bad token is a 401."""
+
     def __init__(self, runtime) -> None:
         self.runtime = runtime
+        self.require_token = runtime.settings.oneshot.require_scrape_token
+
+    def _may_take_events(self, req: falcon.Request) -> bool:
+        if not self.require_token:
+            return True
+        if not req.get_header("Authorization") and not req.get_param("token"):
+            return False
+        self.runtime.auth.require(req, "read", allow_query=True)  # 401/403 for a bad token
+        return True
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        scrape = Scrape(scraper_id(req, self.runtime.settings), consume=req.method == "GET")
+        oneshot = self._may_take_events(req)
+        scraper = scraper_id(req, self.runtime.settings) if oneshot else ""
+        scrape = Scrape(scraper, consume=req.method == "GET", oneshot=oneshot)
         body, content_type = render(self.runtime.metric_sources, scrape, req.get_header("Accept"))
         resp.data = body
         resp.content_type = content_type

@@ -27,7 +27,7 @@ from typing import Any, List, Tuple, Union
 
 import falcon
 
-from statskit.oneshot import OneShot, QueueLimits, Reporter, open_queue, parse_form, query_bytes
+from statskit.oneshot import TOKEN_PARAM, OneShot, QueueLimits, Reporter, open_queue, parse_form, query_bytes
 
 from ..body import read_body
 
@@ -43,13 +43,14 @@ class EventResource:
         self.max_body_bytes = runtime.settings.limits.max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self.require_token:
-            self.runtime.auth.require(req, "write", allow_query=True)
         pairs: List[Tuple[str, str]] = []
         content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if content_type == FORM:
             # Body pairs first, then the query's: the order of Go's ParseForm.
             pairs = parse_form(read_body(req, self.max_body_bytes), "body")
+        if self.require_token:  # (curl -d token=... puts it in the body)
+            form_token = next((v for k, v in pairs if k == TOKEN_PARAM), "")
+            self.runtime.auth.require(req, "write", allow_query=True, form_token=form_token)
         pairs += parse_form(query_bytes(req.query_string or ""), "query")
         event = self.oneshot.post(pairs)
         # Serialized here rather than through resp.media: this route is the hot one.

@@ -1,0 +1,57 @@
+"""statskit-server's command line: settings are checked before gunicorn starts, with a message
+that names the setting, instead of workers that fail to boot."""
+import pytest
+
+from statskit_server.cli import build_parser, check_settings, gunicorn_options, main, settings_from_args
+
+ALL_ORIGINAL_ENV = ("HTTP_ADDRESS", "LOG_LEVEL", "LOG_FORMAT", "MAX_SCRAPERS", "MAX_PENDING_EVENTS", "SCRAPER_TIMEOUT",
+                    "TRUSTED_PROXIES", "STATSKIT_STATE", "STATSKIT_WORKERS", "CLIENT_IP_HEADER", "STATSKIT_CONFIG")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ALL_ORIGINAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def parse(*argv):
+    return settings_from_args(build_parser().parse_args(list(argv)))
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"MAX_SCRAPERS": "0"}, "MAX_SCRAPERS: must be at least 1"),
+    ({"MAX_PENDING_EVENTS": "-5"}, "MAX_PENDING_EVENTS: must be at least 1"),
+    ({"SCRAPER_TIMEOUT": "0"}, "SCRAPER_TIMEOUT: must be longer than 0"),
+    ({"LOG_LEVEL": "bogus"}, "LOG_LEVEL: not a log level"),
+    ({"LOG_FORMAT": "text"}, "LOG_FORMAT: 'text' is not one of logfmt, json"),
+    ({"TRUSTED_PROXIES": "10.0.0.1, proxy.local"}, "TRUSTED_PROXIES: 'proxy.local' is not an IP address"),
+    ({"CLIENT_IP_HEADER": "Forwarded"}, "CLIENT_IP_HEADER"),
+    ({"HTTP_ADDRESS": "8080"}, "HTTP_ADDRESS: not an address to listen on"),
+    ({"STATSKIT_STATE": "memory"}, "backend memory keeps counters"),
+])
+def test_bad_settings_stop_the_server_before_it_starts(monkeypatch, capsys, tmp_path, env, words):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("statskit-server: ") and words in err and "Traceback" not in err
+
+
+def test_original_address_forms_and_flags(monkeypatch):
+    assert parse("--http-address", ":9999").server.bind == "0.0.0.0:9999"  # the Go receivers' flag and form
+    assert parse("--bind", "[::1]:8080").server.bind == "[::1]:8080"
+    monkeypatch.setenv("HTTP_ADDRESS", ":8081")
+    assert parse().server.bind == "0.0.0.0:8081"
+
+
+def test_trusted_networks_are_normalized_for_gunicorn(monkeypatch):
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1/24, 192.168.1.7, *")
+    settings = parse()
+    assert settings.server.trusted_proxies == ["10.0.0.0/24", "192.168.1.7/32", "*"]
+    assert gunicorn_options(settings)["forwarded_allow_ips"] == "10.0.0.0/24,192.168.1.7/32,*"
+
+
+def test_memory_state_is_fine_with_one_worker(monkeypatch):
+    monkeypatch.setenv("STATSKIT_STATE", "memory")
+    check_settings(parse("--workers", "1"))  # does not raise
+    assert parse("--log-level", "WARN").server.log_level == "warning"
