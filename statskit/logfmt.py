@@ -15,11 +15,13 @@ def _needs_quotes(text: str) -> bool:
 
 
 def _quote(text: str) -> str:
+    # go-logfmt's writeQuotedString: bytes below 0x20 as \u00XX (DEL stays as it is), and
+    # U+FFFD (what invalid UTF-8 decodes to) as the escape \ufffd.
     out = []
     for ch in text:
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
-        elif ch < " " or ch == "\x7f":
+        elif ch < " " or ch == "\ufffd":
             out.append("\\u%04x" % ord(ch))
         else:
             out.append(ch)

@@ -31,6 +31,7 @@ Where the original was weak, statskit does better:
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Dict, List, Tuple
 
@@ -41,6 +42,8 @@ from .errors import ValidationError
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # A flattened list index above this is not a list (it would make us allocate that many slots).
 MAX_FLAT_INDEX = 10_000
+# Nesting a payload may have (the panel's is 4 deep; variable values are strings or flat lists).
+MAX_DEPTH = 32
 
 # Field kinds of the Go struct.
 STR, BOOL, INT, ANY_LIST = "string", "boolean", "integer", "array"
@@ -289,12 +292,29 @@ def decode_payload(body: bytes) -> Payload:
     flattened = "." in "".join(data)  # one C-level scan instead of a generator over the keys
     if flattened:
         data = unflatten(data)
+        if type(data) is not dict:  # {"0.a": 1} unflattens to a list
+            raise ValidationError("expected a JSON object (an analytics panel payload), got a flattened array")
+    _check_depth(data)
     if Payload._EXACT.isdisjoint(data) and not any(_fold(key) in Payload._FOLDED for key in data):
         raise ValidationError("not an analytics panel payload: none of its keys (uuid, type, dashboard, "
                               "user, time, ...) is present")
     payload = Payload.decode(data)
     payload.flattened = flattened
     return payload  # type: ignore[return-value]
+
+
+def _check_depth(data: Any) -> None:
+    """Refuse values nested deeper than MAX_DEPTH: the panel's are 4 deep, and the log
+    formatters walk values recursively. Iterative, so it cannot overflow the stack itself."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationError(f"payload nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
 
 
 def _first_json_value(body: bytes) -> Any:
@@ -310,16 +330,25 @@ def _first_json_value(body: bytes) -> Any:
         raise ValidationError("empty body: expected an analytics panel payload (a JSON object)")
     try:
         value, _ = _LENIENT.raw_decode(text)
+        return _scrub(value)
     except ValueError as exc:
         raise ValidationError(f"malformed JSON: {exc}") from None
-    return _scrub(value)
+    except RecursionError:  # (orjson refuses more than 1024 levels; this decoder recurses)
+        raise ValidationError(f"payload nested deeper than {MAX_DEPTH} levels") from None
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"invalid literal {name}")  # NaN, Infinity: not JSON, and Go refuses them
 
 
-_LENIENT = json.JSONDecoder(parse_constant=_no_constants)
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e400: Go's decoder answers "cannot unmarshal number 1e400" (a 400)
+        raise ValueError(f"number {text[:32]} is out of range for a 64-bit float")
+    return number
+
+
+_LENIENT = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite_float)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -427,6 +456,8 @@ def unflatten(data: Dict[str, Any]) -> Dict[str, Any]:
     root: Dict[str, Any] = {}
     for key, value in data.items():
         parts = key.split(".")
+        if len(parts) > MAX_DEPTH:
+            raise ValidationError(f"flattened key {key[:64]!r}... has more than {MAX_DEPTH} parts")
         node = root
         for part in parts[:-1]:
             child = node.get(part)

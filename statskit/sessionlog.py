@@ -92,7 +92,7 @@ _FIXED_KEYS = frozenset(k for k, _ in session_pairs(Payload()))
 # values, and logfmt.format_value goes character by character: this is ~10x faster, and the
 # tests check that both agree.
 _QUOTE_IF = re.compile(r'[\x00- ="\ufffd]')
-_ESCAPE_IF = re.compile(r'[\x00-\x1f\\"\x7f]')
+_ESCAPE_IF = re.compile(r'[\x00-\x1f\\"\ufffd]')
 
 
 _formatted: Dict[str, str] = {}  # most values repeat from payload to payload

@@ -1,5 +1,6 @@
 """Session points in a real InfluxDB 1.6.7, and every query of the shipped Grafana dashboard on them."""
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,14 @@ SESSIONS = [
     ("d", "jdoe", "Node Exporter", [("start", 0), ("end", 30)]),
 ]
 
+USER_IDS = {"jdoe": 7, "admin": 1, "alice": 12}
 
-def grafana_substitute(query):
-    """What Grafana puts in place of the dashboard's macros and variables ("All" selected)."""
+
+def grafana_substitute(query, dashboard=".*", user=".*"):
+    """What Grafana puts in place of the dashboard's macros and variables ("All" selected by
+    default; a selected value comes regex-escaped, "/" included, inside the /^...$/)."""
     return (query.replace("$timeFilter", "time > now() - 1h").replace("$__interval", "10s")
-            .replace("$dashboard", ".*").replace("$user", ".*"))
+            .replace("$dashboard", dashboard).replace("$user", user))
 
 
 def dashboard_queries():
@@ -35,8 +39,8 @@ def dashboard_queries():
     return queries
 
 
-def rows(influx, query):
-    result = influx.query(grafana_substitute(query), db=DB)["results"][0]
+def rows(influx, query, **variables):
+    result = influx.query(grafana_substitute(query, **variables), db=DB)["results"][0]
     assert "error" not in result, result.get("error")
     return [dict(zip(s["columns"], v), **s.get("tags", {})) for s in result.get("series", []) for v in s["values"]]
 
@@ -54,12 +58,21 @@ def influx_with_sessions(tmp_path_factory):
         env = {"INFLUXDB_URL": influx.url, "INFLUXDB_API": "v1", "INFLUXDB_DB": DB}
         server = StatskitServer(tmp / "statskit", workers=2, args=["--sinks", "influxdb"], env=env)
         with server:
-            for uuid, login, name, events in SESSIONS:
-                for kind, t in events:
+            # Step by step across the sessions, a pause between steps, as browsers send them (a
+            # heartbeat interval apart): each worker applies its payloads up to 50 ms after the
+            # answer, so a session's start and end posted back to back to two workers could be
+            # applied end first, and the end's point would not carry the session's duration.
+            for step in range(max(len(events) for *_, events in SESSIONS)):
+                for uuid, login, name, events in SESSIONS:
+                    if step >= len(events):
+                        continue
+                    kind, t = events[step]
                     body = encode(payload(uuid, kind, 1_700_000_000 + t, **{"user.login": login, "user.name": login,
+                                                                           "user.id": USER_IDS[login],
                                                                            "dashboard.name": name}))
                     resp = requests.post(server.url + "/write", data=body, timeout=10)
                     assert resp.status_code == 201
+                time.sleep(0.25)
             requests.post(server.url + "/write", data=encode(payload("e", "start", 1, **{"dashboard.uid": "new"})),
                           timeout=10)  # an unsaved dashboard: no point
         yield influx
@@ -94,3 +107,17 @@ def test_dashboard_answers_who_uses_which_dashboard(influx_with_sessions):
     [viewing] = [t["query"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]
                  if p["title"] == "Viewing now"]
     assert rows(influx_with_sessions, viewing)[0]["count"] == 1  # alice's session is still open
+
+
+def test_selecting_a_user_or_a_dashboard_narrows_every_stat(influx_with_sessions):
+    stats = {p["title"]: p["targets"][0]["query"] for p in json.loads(DASHBOARD.read_text())["panels"]
+             if p["type"] == "stat"}
+
+    def stat(title, **variables):
+        [row] = rows(influx_with_sessions, stats[title], **variables)
+        return [v for k, v in row.items() if k != "time"][0]
+
+    assert stat("Sessions", user="jdoe") == 2 and stat("Time on dashboards", user="jdoe") == 180.0
+    k8s = r"Kubernetes \/ Cluster Overview"
+    assert stat("Sessions", dashboard=k8s) == 2 and stat("Users", dashboard=k8s) == 2
+    assert stat("Time on dashboards", dashboard=k8s, user="alice") == 100.0

@@ -85,6 +85,9 @@ def test_logfmt_quotes_like_go_logfmt():
     line = encode_line([("msg", "Received session data"), ("a b", "x=y"), ("q", 'say "hi"\n'), ("e", ""), ("t", True)])
     assert line == 'msg="Received session data" ab="x=y" q="say \\"hi\\"\\n" e= t=true'
     assert encode_line([(" ", "dropped")]) is None
+    # As go-logfmt 0.5.0: DEL is written as it is (unquoted), U+FFFD forces quotes and is escaped.
+    assert encode_line([("d", "a\x7fb"), ("r", "Caf\ufffd board"), ("c", "\x01")]) == \
+        'd=a\x7fb r="Caf\\ufffd board" c="\\u0001"'
 
 
 def _add_in_child(path, n):

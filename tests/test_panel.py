@@ -104,6 +104,25 @@ def test_a_body_that_is_not_a_payload_is_refused(body):
         decode_payload(body)
 
 
+def _nested(depth, prefix=b""):
+    return b'{"uuid": "x' + prefix + b'", "variables": [{"name": "a", "values": ' + b"[" * depth + b"]" * depth + b"}]}"
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"[" * 2000, "nested deeper than 32"),
+    (_nested(40), "nested deeper than 32"),            # orjson takes it; the log formatters recurse
+    (_nested(1100), "nested deeper than 32"),          # orjson refuses it; the lenient decoder recursed
+    (_nested(700, b"\xff"), "nested deeper than 32"),  # invalid UTF-8: the lenient decoder
+    (json.dumps({"uuid": "x", "a." * 1000 + "b": 1}).encode(), "more than 32 parts"),
+    (b'{"0.a": 1}', "flattened array"),
+    (b'{"uuid": "x", "variables": [{"name": "a", "values": [1e400]}]}', "out of range"),  # Go: 400 too
+])
+def test_bodies_that_once_broke_the_decoder_are_refused(body, words):
+    with pytest.raises(ValidationError, match=words):
+        decode_payload(body)
+    assert decode_payload(_nested(20)).variables[0].name == "a"  # real nesting is still fine
+
+
 def test_variable_values_of_any_json_type_are_kept_and_have_a_text():
     p = decode_payload(b'{"variables": [{"name": "v", "values": ["a", 1, 2.5, 1.0, true, null, [1], {"b": 1, "a": 2},'
                        b' 123456789012345678901234567890]}]}')
