@@ -111,7 +111,13 @@ def families_from_counters(rows: Sequence[Tuple[str, tuple, float]]) -> Iterator
     counters: Dict[str, List[Tuple[tuple, float]]] = defaultdict(list)
     for name, labels, value in rows:
         counters[name].append((labels, value))
+    # A histogram's rows are not counters of their own (they would be exposed again as
+    # name_bucket_total{le=...}, which promtool refuses).
+    parts = {name + suffix for name, (kind, _) in _DESCRIPTIONS.items() if kind == "histogram"
+             for suffix in ("_bucket", "_sum", "_count")}
     for name in sorted(counters):
+        if name in parts:
+            continue
         kind, help = _DESCRIPTIONS.get(name, ("counter", name.replace("_", " ") + "."))
         if kind == "counter":
             family = None

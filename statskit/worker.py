@@ -73,6 +73,8 @@ class Worker(abc.ABC):
 
 
 _workers: "weakref.WeakSet[BatchWorker]" = weakref.WeakSet()
+# The longest Retry-After honoured (seconds): a server asking for more gets retried after this.
+MAX_RETRY_AFTER = 600.0
 # "Queued forever ago": what flush() sets as the oldest item's time to make the queue due now.
 # Not 0.0: time.monotonic() counts from an unspecified point (boot on Linux), so now - 0.0 can be
 # smaller than max_latency and the flush would wait out its timeout without sending anything.
@@ -105,6 +107,7 @@ class BatchWorker(Worker):
         self._oldest = 0.0
         self._in_flight = 0
         self._stopping = False
+        self._hurry = False  # a flush is waiting
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
 
@@ -207,18 +210,31 @@ class BatchWorker(Worker):
                 if self.max_retries is not None and attempt > self.max_retries:
                     self._drop(batch, "retries_exhausted")
                     return
-                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
-                with self._cond:
-                    if self._stopping:
-                        self._drop(batch, "shutdown")
-                        return
-                    self._cond.wait(min(delay, self.max_backoff))
-                    if self._stopping:
-                        self._drop(batch, "shutdown")
-                        return
+                asked = exc.retry_after is not None
+                delay = min(exc.retry_after, MAX_RETRY_AFTER) if asked else self._backoff(attempt)
+                if not self._wait_before_retry(delay, hurry_allowed=not asked):
+                    self._drop(batch, "shutdown")
+                    return
             except Exception:
                 self._drop(batch, "rejected")
                 return
+
+    def _wait_before_retry(self, delay: float, hurry_allowed: bool) -> bool:
+        """Sleep ``delay`` seconds; False when the worker is stopping. New items do not cut the
+        wait short (the queue refilling is no reason to hammer a server that is down); the start
+        of a flush does, once, unless the server asked for the delay (Retry-After is honoured in
+        full)."""
+        deadline = time.monotonic() + delay
+        with self._cond:
+            while not self._stopping:
+                left = deadline - time.monotonic()
+                if hurry_allowed and self._hurry:
+                    self._hurry = False  # one early retry per flush, not a retry storm
+                    return True
+                if left <= 0:
+                    return True
+                self._cond.wait(left)
+            return False
 
     def _backoff(self, attempt: int) -> float:
         # Full jitter: spreads the retries of many clients after an outage.
@@ -228,13 +244,17 @@ class BatchWorker(Worker):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._oldest = _DUE_NOW  # make whatever is queued due now
+            self._hurry = True  # and a retry waiting out its own backoff go now, once
             self._cond.notify_all()
-            while self._queue or self._in_flight:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left if left is None else min(left, 0.05))
-                self._oldest = _DUE_NOW
+            try:
+                while self._queue or self._in_flight:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._cond.wait(left if left is None else min(left, 0.05))
+                    self._oldest = _DUE_NOW
+            finally:
+                self._hurry = False
         return True
 
     def close(self, timeout: Optional[float] = None) -> bool:

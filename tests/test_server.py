@@ -1,10 +1,15 @@
 """The stats-service routes, in-process through falcon.testing."""
 import gzip
 import json
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
 from falcon import testing
+
+from grafana_payloads import example_bytes
 
 from statskit.config import load_settings
 from statskit.state import sum_by
@@ -176,6 +181,30 @@ def test_metrics_show_events_requests_latency_and_build_info(client):
     assert 'statskit_http_request_duration_seconds_count{method="POST",route="/log/events"} 1.0' in text
     assert 'statskit_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/log/events"} 1.0' in text
     assert "statskit_build_info{" in text
+
+
+def test_every_feature_on_metrics_passes_promtool(client, app, tmp_path):
+    """promtool (shipped with Prometheus) lints the exposition as Prometheus will read it: no
+    family twice, histograms whole, counters named ``_total``."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "promtool not installed (Debian package prometheus; bash .ci/setup --test)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    client.simulate_post("/log/events", json=[{"uid": "u", "event": "signup"}] * 3, headers=auth())
+    client.simulate_post("/log/event", body=b"{", headers=auth())
+    client.simulate_get("/metrics", remote_addr="10.0.0.1")
+    client.simulate_post("/event", query_string="type=deploy&value=2.5")
+    for name in ("01_start", "02_heartbeat"):
+        client.simulate_post("/write", body=example_bytes(name))
+    app.statskit.grafana.flush()
+    text = client.simulate_get("/metrics", remote_addr="10.0.0.1").text
+    for family in ("statskit_http_request_duration_seconds_bucket", "grafana_analytics_sessions_total",
+                   "events_to_metrics{", "statskit_events_rejected_total"):
+        assert family in text
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_counters_survive_a_new_app_on_the_same_data_dir(settings):
