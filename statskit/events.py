@@ -39,6 +39,9 @@ MAX_FLATTEN_DEPTH = 4
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _EVENT_ID = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}\Z")
 _RESERVED_FIELDS = ("measurement", "fields")  # they would make a stored event read back as a point
+# Tag and field names InfluxDB will not store: 1.x refuses a point with a "time" tag and drops a
+# "time" field; 2.x reads points back as Flux tables whose own columns have these _names.
+_RESERVED_KEYS = frozenset({"time", "_measurement", "_field", "_time", "_value", "_start", "_stop"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Earliest and latest times an int64 nanosecond timestamp (InfluxDB's) can hold.
 _MIN_NS, _MAX_NS = 0, 2**63 - 1
@@ -218,9 +221,15 @@ def _check_scalar(key: str, value: Any, index: Optional[int]) -> Scalar:
 def _flatten_fields(obj: Dict[str, Any], out: Dict[str, Scalar], prefix: str, depth: int, index: Optional[int]) -> None:
     for key, value in obj.items():
         name = _check_name(prefix + key if isinstance(key, str) else key, "field", index)
+        if name in _RESERVED_KEYS:
+            raise ValidationError(f"field name {name!r} is reserved by InfluxDB (it would be dropped there)",
+                                  field=name, index=index)
         if value is None:
             continue  # JSON null: nothing to store, as InfluxDB has no nulls
         if isinstance(value, (str, bool, int, float)):
+            if name in out:  # {"a_b": 1, "a": {"b": 2}}: one value would silently be lost
+                raise ValidationError(f"field {name!r} is given twice (a nested object flattens to the same name)",
+                                      field=name, index=index)
             out[name] = _check_scalar(name, value, index)
         elif isinstance(value, dict):
             if depth >= MAX_FLATTEN_DEPTH:
@@ -240,6 +249,9 @@ def _parse_tags(tags: Any, index: Optional[int]) -> Dict[str, str]:
     out: Dict[str, str] = {}
     for key, value in tags.items():
         _check_name(key, "tag", index)
+        if key in _RESERVED_KEYS:
+            raise ValidationError(f"tag name {key!r} is reserved by InfluxDB (it refuses such points)",
+                                  field=key, index=index)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):

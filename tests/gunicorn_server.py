@@ -137,6 +137,23 @@ def hold_both_workers(server: "StatskitServer") -> Tuple[socket.socket, socket.s
     return first, second
 
 
+def raw_request(sock: socket.socket, method: str, target: str, body: bytes = b"",
+                content_type: str = "text/plain;charset=UTF-8") -> Tuple[int, bytes]:
+    """One HTTP/1.0 request on an open connection (see hold_both_workers); returns the status
+    and the body of the answer, and closes the connection."""
+    with sock:
+        sock.sendall(f"{method} {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    head, _, answer = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), answer
+
+
 def _children(pid: int) -> List[int]:
     try:
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout

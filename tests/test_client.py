@@ -566,6 +566,23 @@ def test_short_script_loses_nothing_at_exit(tmp_path):
     assert {e["i"] for e in listed["events"]} == set(range(1000))
 
 
+@pytest.mark.e2e
+def test_full_queue_against_a_real_server_drops_the_newest_and_delivers_the_rest(tmp_path, clients):
+    with StatskitServer(tmp_path, args=["--sinks", "sqlite"]) as srv:
+        dropped: List[Tuple[str, str]] = []
+        client = Analytics({"url": srv.url, "access_token": srv.token(), "max_queue": 5, "batch_size": 100,
+                            "flush_interval": 3600, "on_dropped": lambda events, reason: dropped.extend(
+                                (e["uid"], reason) for e in events)})
+        clients.append(client)
+        with pytest.warns(ClientWarning, match="queue_full"):
+            for i in range(50):
+                client.log({"uid": f"u{i}", "event": "burst"})
+        assert client.drops == {"queue_full": 45} and [uid for uid, _ in dropped] == [f"u{i}" for i in range(5, 50)]
+        assert client.flush(10) and client.sent == 5
+        listed = requests.get(srv.url + "/log/events", params={"event": "burst"}, headers=srv.headers(), timeout=5).json()
+    assert sorted(e["uid"] for e in listed["events"]) == sorted(f"u{i}" for i in range(5))
+
+
 def test_exit_drain_is_bounded_and_reports_what_it_gave_up():
     done = _run_script(f"http://127.0.0.1:{free_port()}", "t", 0.3)
     assert done.returncode == 0

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from grafana_payloads import ADMIN, EXAMPLES_DURATION, JDOE, NAMES, encode, example_bytes, payload, value_of
-from gunicorn_server import StatskitServer, hold_both_workers
+from gunicorn_server import StatskitServer, hold_both_workers, raw_request
 
 pytestmark = pytest.mark.e2e
 
@@ -33,20 +33,6 @@ def metrics_until(server, check, tries=100):
                          "\n".join(l for l in text.splitlines() if l.startswith("grafana_analytics")))
 
 
-def raw_post(sock, body):
-    """POST /write on an open connection, as the panel does; returns the status line."""
-    with sock:
-        sock.sendall(b"POST /write HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: text/plain;charset=UTF-8\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks).split(b"\r\n", 1)[0]
-
-
 def test_one_session_across_two_workers_and_a_restart(tmp_path):
     server = StatskitServer(tmp_path, workers=2, args=["--sinks", "stdout"])
     events = [("start", 0), ("heartbeat", 60), ("heartbeat", 120), ("heartbeat", 180), ("heartbeat", 240),
@@ -56,7 +42,7 @@ def test_one_session_across_two_workers_and_a_restart(tmp_path):
             pair = events[i:i + 2]
             # Each payload of a pair on its own worker; the second may be applied before the first.
             for sock, (kind, t) in zip(hold_both_workers(server), pair):
-                assert raw_post(sock, encode(payload("split", kind, t))).endswith(b" 201 Created")
+                assert raw_request(sock, "POST", "/write", encode(payload("split", kind, t)))[0] == 201
         metrics_until(server, lambda t: value_of(t, DURATION, JDOE) == 335.0 and value_of(t, SESSIONS, JDOE) == 1.0)
         server.restart()  # graceful: queued payloads and buffered counters reach the database
         text = metrics_until(server, lambda t: value_of(t, SESSIONS, JDOE) is not None)

@@ -323,3 +323,40 @@ def test_through_the_server_reading_back_from_influxdb(influxdb1, tmp_path):
     assert listed["count"] == 3 and sorted(e["n"] for e in listed["events"]) == [0, 1, 2]
     assert client.simulate_get("/log/event/entry_unknown").status_code == 404
     app.statskit.close(5)
+
+
+def test_through_the_server_an_outage_answers_posts_and_loses_nothing(influxdb1, tmp_path):
+    app, client = make_client(tmp_path, influxdb1, ["influxdb"])
+    first = client.simulate_post("/log/event", json={"uid": "u1", "event": "before"}).json
+    app.statskit.pipeline.flush(10)
+    influxdb1.stop()
+    # Posts are answered as usual (the sink only queues); reads that need InfluxDB say 503.
+    during = [client.simulate_post("/log/events", json=[{"uid": f"u{i}", "event": "during"}] * 5) for i in range(20)]
+    assert all(resp.status_code == 200 for resp in during)
+    for path in (f"/log/event/{first}", "/log/events"):
+        resp = client.simulate_get(path)
+        assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+        assert resp.json["error"] == "unavailable" and "influxdb" in resp.json["message"]
+    influxdb1.start()
+    app.statskit.pipeline.flush(30)
+    ids = {first, *(i for resp in during for i in resp.json["ids"])}
+    assert {row["event_id"] for row in influxdb1.points("analytics_db", "analytics")} == ids
+    assert client.simulate_get(f"/log/event/{first}").json["event"] == "before"
+    app.statskit.close(5)
+
+
+def test_through_the_server_into_victoria_metrics_v2(victoria_metrics, tmp_path):
+    settings = load_settings(env={}, overrides={
+        "sinks.enabled": ["sqlite", "influxdb"], "influxdb.api": "v2", "influxdb.url": victoria_metrics.url,
+        "influxdb.token": "t", "influxdb.org": "o", "influxdb.bucket": "b", "influxdb.flush_interval": 0.05,
+        "server.data_dir": str(tmp_path), "auth.secret_key": ["k"]})
+    app = create_app(settings)
+    client = testing.TestClient(app, headers={"Authorization": "Token " + TokenSigner(["k"]).mint("t", ["write"])})
+    resp = client.simulate_post("/log/events", json=[{"uid": "u1", "event": "buy", "amount": i, "time": T0 + i}
+                                                     for i in range(3)])
+    assert resp.status_code == 200 and resp.json["count"] == 3
+    app.statskit.pipeline.flush(10)
+    [series] = victoria_metrics.export('{__name__="analytics_amount"}')
+    assert series["metric"]["uid"] == "u1" and series["metric"]["event"] == "buy"
+    assert sorted(series["values"]) == [0, 1, 2] and sorted(series["timestamps"]) == [(T0 + i) * 1000 for i in range(3)]
+    app.statskit.close(5)

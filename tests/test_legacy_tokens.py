@@ -8,11 +8,14 @@ import stat
 from pathlib import Path
 
 import pytest
+from falcon import testing
 
+from statskit.config import load_settings
 from statskit.legacy_tokens import (LEGACY_SCOPES, LegacyAccessFile, LegacyAccessFileError, add_legacy_token,
                                     derive_signing_key, extract_token, make_legacy_token, make_secret,
                                     token_from_authorization, verify_legacy)
 from statskit.tokens import ExpiredToken, Identity, InvalidSignature, MalformedToken, TokenError, UnknownToken
+from statskit_server import create_app
 
 SPEC = Path(__file__).resolve().parents[1] / ".." / "shared" / "spec"
 VECTORS_FILE = SPEC / "legacy-token-vectors.json"
@@ -273,3 +276,22 @@ def test_add_legacy_token_refuses_a_broken_file(tmp_path):
     with pytest.raises(LegacyAccessFileError):
         add_legacy_token(str(path), "bob")
     assert path.read_text() == "oops"
+
+
+def test_stats_service_clients_keep_working_against_the_server(access_file, tmp_path):
+    """An unchanged stats-client, with its access.json token, logs and reads through statskit;
+    the header forms stats-service took all work, and a token not in the file is a 401."""
+    path, _ = access_file
+    settings = load_settings(env={"STATS_ACCESS_IDENTITIES": str(path)}, overrides={
+        "server.data_dir": str(tmp_path), "auth.secret_key": ["new-secret"], "sinks.enabled": ["sqlite"]})
+    app = create_app(settings)
+    client = testing.TestClient(app)
+    for header in (f"Token {T2['token']}", f"Token{T2['token']}", f"Bearer {T2['token']}", T2["token"]):
+        resp = client.simulate_post("/log/event", json={"uid": "u", "event": "legacy"}, headers={"Authorization": header})
+        assert resp.status_code == 200 and resp.json.startswith("entry_"), header
+        got = client.simulate_get(f"/log/event/{resp.json}", headers={"Authorization": header})
+        assert got.status_code == 200 and got.json["event"] == "legacy"
+    forged = make_legacy_token("bob", make_secret())
+    resp = client.simulate_post("/log/event", json={"uid": "u", "event": "x"}, headers={"Authorization": f"Token {forged}"})
+    assert resp.status_code == 401 and resp.json["error"] == "unauthorized"
+    app.statskit.close(1.0)

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from gunicorn_server import StatskitServer, hold_both_workers
+from gunicorn_server import StatskitServer, hold_both_workers, raw_request
 
 pytestmark = pytest.mark.e2e
 
@@ -51,18 +51,9 @@ def test_two_workers_deliver_each_event_once_per_scraper(tmp_path):
             assert sorted(series for series, _ in samples) == sorted(posted), scraper
 
 
-def raw_request(sock, method, target):
-    """Send one HTTP/1.0 request on an open connection and return the body of the answer."""
-    with sock:
-        sock.sendall(f"{method} {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode())
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    assert re.match(rb"HTTP/1\.[01] 200", head), head
+def request_200(sock, method, target):
+    status, body = raw_request(sock, method, target)
+    assert status == 200, body
     return body.decode()
 
 
@@ -73,12 +64,12 @@ def test_posted_on_one_worker_scraped_on_the_other(tmp_path):
         for round_ in range(3):
             poster, other = hold_both_workers(server)
             expected = [(f'events_to_metrics{{round="{round_}"}}', "1.0")]
-            raw_request(poster, "POST", f"/event?round={round_}")
+            request_200(poster, "POST", f"/event?round={round_}")
             # `other` still holds the second worker, so this scrape is the posting worker's:
             # it sees its own post at once (a scrape first commits its worker's posts).
             assert scrape(server, "prom-b") == expected
             # And the worker that never saw the post hands it to prom-a, once.
-            assert SAMPLE.findall(raw_request(other, "GET", "/metrics?scraper=prom-a")) == expected
+            assert SAMPLE.findall(request_200(other, "GET", "/metrics?scraper=prom-a")) == expected
         assert scrape(server, "prom-a") == [] and scrape(server, "prom-b") == []
 
 

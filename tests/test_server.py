@@ -147,6 +147,11 @@ def test_reading_needs_the_read_scope(client):
     (b'{"uid": "u", "event": "x", "bad key": 1}', 400, "bad key"),
     (b'{"uid": "u", "event": "x", "v": [1]}', 400, "'v'"),
     (b'[{"measurement": "m", "fields": {"a": 1}}, {"measurement": "m"}]', 400, "fields"),
+    # What InfluxDB would refuse or drop after a 200, and a value the flattening would lose:
+    (b'{"uid": "u", "event": "x", "tags": {"time": "t"}}', 400, "'time' is reserved"),
+    (b'[{"measurement": "m", "fields": {"time": 1, "a": 1}}]', 400, "'time' is reserved"),
+    (b'[{"measurement": "m", "tags": {"_measurement": "x"}, "fields": {"a": 1}}]', 400, "reserved"),
+    (b'{"uid": "u", "event": "x", "a_b": 1, "a": {"b": 2}}', 400, "'a_b' is given twice"),
     (b'{"uid": "u", "event": "x", "blob": "' + b"x" * 20_000 + b'"}', 413, "limit"),
     (b"[" + b",".join([b'{"uid":"u","event":"x"}'] * 1001) + b"]", 413, "limit"),
     (b"x" * 300_000, 413, "limit"),
