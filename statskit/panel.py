@@ -131,9 +131,13 @@ _EMPTY: Dict[str, Any] = {}
 _MISSING = object()
 
 
+def _all_str(values: List[Any]) -> bool:
+    return all(v.__class__ is str for v in values)
+
+
 def _generate_fast(cls: Any) -> Any:
     """Source of ``cls._fast``, built from the class's own constant FIELDS (nothing external)."""
-    env: Dict[str, Any] = {"_new": object.__new__, "cls": cls, "_M": _MISSING, "_Slow": _Slow,
+    env: Dict[str, Any] = {"_new": object.__new__, "cls": cls, "_M": _MISSING, "_Slow": _Slow, "_allstr": _all_str,
                            "_fold": _fold, "LO": INT64_MIN, "HI": INT64_MAX}
     lines = ["def _fast(d):", "    self = _new(cls)", "    n = 0"]
     for i, (name, attr, kind) in enumerate(cls.FIELDS):
@@ -141,6 +145,8 @@ def _generate_fast(cls: Any) -> Any:
         if kind in (STR, BOOL, INT, ANY_LIST):
             py = {STR: "str", BOOL: "bool", INT: "int", ANY_LIST: "list"}[kind]
             check = f"v.__class__ is {py}" + (" and LO <= v <= HI" if kind == INT else "")
+            if kind == ANY_LIST:  # values other than strings take the slow path, which checks their depth
+                check += " and _allstr(v)"
             lines += [f"    if {check}:", f"        self.{attr} = v", "        n += 1",
                       "    elif v is _M or v is None:", f"        self.{attr} = {_zero(kind)!r}",
                       "    else:", "        raise _Slow"]
@@ -294,7 +300,6 @@ def decode_payload(body: bytes) -> Payload:
         data = unflatten(data)
         if type(data) is not dict:  # {"0.a": 1} unflattens to a list
             raise ValidationError("expected a JSON object (an analytics panel payload), got a flattened array")
-    _check_depth(data)
     if Payload._EXACT.isdisjoint(data) and not any(_fold(key) in Payload._FOLDED for key in data):
         raise ValidationError("not an analytics panel payload: none of its keys (uuid, type, dashboard, "
                               "user, time, ...) is present")
@@ -304,8 +309,9 @@ def decode_payload(body: bytes) -> Payload:
 
 
 def _check_depth(data: Any) -> None:
-    """Refuse values nested deeper than MAX_DEPTH: the panel's are 4 deep, and the log
-    formatters walk values recursively. Iterative, so it cannot overflow the stack itself."""
+    """Refuse variable values nested deeper than MAX_DEPTH (the only part of a payload kept
+    as free JSON; the panel sends strings): the log formatters walk them recursively.
+    Iterative, so it cannot overflow the stack itself."""
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
@@ -388,6 +394,8 @@ def _decode_into(target: _Struct, data: Dict[str, Any]) -> None:
         elif kind == ANY_LIST:
             if vtype is not list:
                 raise _type_error(key, kind, value)
+            if not _all_str(value):  # the panel sends strings: skip the walk
+                _check_depth(value)
         elif vtype is not (list if isinstance(kind, list) else dict):
             raise _type_error(key, kind, value)
         else:
