@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, List, TypeVar
+from typing import Any, Callable, Iterator, List, TypeVar
 
 import pytest
+from falcon import testing
 
 from servers import InfluxDB1, Prometheus, Redis, RealServer, ServerUnavailable, VictoriaMetrics
+from statskit_server import create_app
 
 # ======================================================================================
 # Real servers (tests/servers.py): InfluxDB 1.6, VictoriaMetrics, Prometheus, Redis.
@@ -95,3 +97,25 @@ def prometheus_factory(tmp_path) -> Iterator[Callable[..., Prometheus]]:
 # ======================================================================================
 # End of real servers block.
 # ======================================================================================
+
+
+# ======================================================================================
+# In-process apps (falcon.testing): ``app_client(settings)`` builds the app and a TestClient
+# for it (``client.app_runtime`` is the app's runtime); every app built is closed at teardown,
+# as a graceful stop would (flushing its buffers).
+# ======================================================================================
+
+@pytest.fixture
+def app_client() -> Iterator[Callable[[Any], testing.TestClient]]:
+    apps: List[Any] = []
+
+    def make(settings: Any) -> testing.TestClient:
+        app = create_app(settings)
+        apps.append(app)
+        client = testing.TestClient(app)
+        client.app_runtime = app.statskit
+        return client
+
+    yield make
+    for app in apps:
+        app.statskit.close(2.0)

@@ -3,12 +3,10 @@ import gzip
 import json
 
 import pytest
-from falcon import testing
 
 from grafana_payloads import ADMIN, EXAMPLES_DURATION, JDOE, NAMES, encode, example_bytes, payload, series, session, value_of
 from statskit.config import load_settings
 from statskit.tokens import TokenSigner
-from statskit_server import create_app
 from statskit_server.cli import build_parser, settings_from_args
 
 SECRET = "grafana-test-secret"
@@ -24,19 +22,8 @@ def make_settings(tmp_path, env=None, path=None, **overrides):
 
 
 @pytest.fixture
-def make_client(tmp_path):
-    apps = []
-
-    def make(settings=None, **overrides):
-        app = create_app(settings or make_settings(tmp_path, **overrides))
-        apps.append(app)
-        client = testing.TestClient(app)
-        client.app_runtime = app.statskit
-        return client
-
-    yield make
-    for app in apps:
-        app.statskit.close(2.0)
+def make_client(tmp_path, app_client):
+    return lambda settings=None, **overrides: app_client(settings or make_settings(tmp_path, **overrides))
 
 
 @pytest.fixture

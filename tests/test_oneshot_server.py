@@ -6,7 +6,6 @@ from falcon import testing
 
 from statskit.config import load_settings
 from statskit.tokens import TokenSigner
-from statskit_server import create_app
 from statskit_server.cli import build_parser, settings_from_args
 from statskit_server.peer import client_address
 
@@ -23,17 +22,8 @@ def make_settings(tmp_path, **overrides):
 
 
 @pytest.fixture
-def make_client(tmp_path):
-    apps = []
-
-    def make(**overrides):
-        app = create_app(make_settings(tmp_path, **overrides))
-        apps.append(app)
-        return testing.TestClient(app)
-
-    yield make
-    for app in apps:
-        app.statskit.close(1.0)
+def make_client(tmp_path, app_client):
+    return lambda **overrides: app_client(make_settings(tmp_path, **overrides))
 
 
 @pytest.fixture
