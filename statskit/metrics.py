@@ -64,7 +64,8 @@ def describe(name: str, kind: str, help: str) -> None:
 
 
 describe("statskit_events_accepted", "counter", "Events stored, by measurement and event name.")
-describe("statskit_events_rejected", "counter", "Events refused with a 4xx, by event name (when known) and reason.")
+describe("statskit_events_rejected", "counter",
+         "Events refused (a 4xx, or a 503 while a store is down), by event name (when known) and reason.")
 describe("statskit_http_requests", "counter", "HTTP requests answered, by route, method and status.")
 describe("statskit_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route and method.")
 describe("statskit_sink_errors", "counter", "Failures of a sink to take, write or read events.")

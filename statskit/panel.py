@@ -42,7 +42,7 @@ from .errors import ValidationError
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # A flattened list index above this is not a list (it would make us allocate that many slots).
 MAX_FLAT_INDEX = 10_000
-# Nesting a payload may have (the panel's is 4 deep; variable values are strings or flat lists).
+# Nesting allowed in variable values and in flattened keys (the panel sends strings, 4 levels deep).
 MAX_DEPTH = 32
 
 # Field kinds of the Go struct.
