@@ -21,18 +21,17 @@ from the body (other bodies are ignored, as the original did); the rules are in
 """
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, List, Tuple, Union
 
 import falcon
+import orjson
 
 from statskit.oneshot import TOKEN_PARAM, OneShot, QueueLimits, Reporter, open_queue, parse_form, query_bytes
 
 from ..body import read_body
 
 FORM = "application/x-www-form-urlencoded"
-_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class EventResource:
@@ -55,7 +54,7 @@ class EventResource:
         event = self.oneshot.post(pairs)
         # Serialized here rather than through resp.media: this route is the hot one.
         answer = {"status": "ok", "series": event.series, "value": _json_number(event.value)}
-        resp.data = _ENCODER.encode(answer).encode()
+        resp.data = orjson.dumps(answer)
         resp.content_type = falcon.MEDIA_JSON
 
 
