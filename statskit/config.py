@@ -69,9 +69,13 @@ def parse_networks(value: str) -> list:
             networks.append(item)
             continue
         try:
-            networks.append(str(ipaddress.ip_network(item, strict=False)))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        mapped = getattr(network.network_address, "ipv4_mapped", None)
+        if mapped is not None and network.prefixlen >= 96:  # ::ffff:10.0.0.1 is how peers show up as 10.0.0.1
+            network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+        networks.append(str(network))
     return networks
 
 
@@ -84,15 +88,22 @@ def parse_log_level(value: str) -> str:
 
 
 def parse_bind(value: str) -> str:
-    """``host:port``, ``[::1]:port``, ``unix:/path``; Go's ``:8080`` (the original receivers'
-    HTTP_ADDRESS) means every interface: ``0.0.0.0:8080``."""
+    """What gunicorn's ``--bind`` takes: ``host``, ``host:port``, ``[::1]:port``, ``unix:/path``,
+    ``fd://N``; and Go's ``:8080`` (the original receivers' HTTP_ADDRESS), meaning every
+    interface: ``0.0.0.0:8080``. An IPv6 address needs brackets (``::1:8080`` is ambiguous)."""
     text = value.strip()
-    if text.startswith("unix:"):
+    if text.lower().startswith(("unix:", "fd://")):
         return text
-    if text.startswith(":"):
+    if text.startswith(":") and text[1:].isdigit():
         text = "0.0.0.0" + text
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if text.startswith("["):
+        host, sep, port = text.partition("]")
+        host, port = host + "]", port[1:] if port.startswith(":") else ("" if not port else None)
+    elif text.count(":") > 1:
+        raise ValueError(f"write an IPv6 address in brackets: {value!r} (e.g. [::1]:8080)")
+    else:
+        host, _, port = text.partition(":")
+    if not host or host.isdigit() or port is None or (port and not (port.isdigit() and int(port) < 65536)):
         raise ValueError(f"not an address to listen on: {value!r} (host:port, e.g. 127.0.0.1:8080 or :8080)")
     return text
 

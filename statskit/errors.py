@@ -1,6 +1,7 @@
 """Errors that carry the HTTP status a server should answer with."""
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Optional
 
 
@@ -46,3 +47,25 @@ class Unavailable(StatskitError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RetryableError(Exception):
+    """A transient failure (5xx, 429, connection refused, a locked database): what was tried
+    may be tried again, after ``retry_after`` seconds if given (BatchWorker: else after an
+    exponential backoff)."""
+
+    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A store that is down or busy, as opposed to a bug: RetryableError, a network error, or
+    SQLite locked/busy past its timeout. (``sqlite3.OperationalError`` also covers "no such
+    column" and syntax errors: those are bugs, not a reason to tell a client to retry.)"""
+    if isinstance(exc, (RetryableError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "locked" in text or "busy" in text
+    return False

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any, List, Optional, Sequence
 
-from .errors import Unavailable
+from .errors import Unavailable, is_transient
 from .events import Event
 from .sinks import EventReader, Sink, build_sinks
 from .state import StateStore, open_state
@@ -53,7 +53,7 @@ class Pipeline:
             try:
                 found = reader.get(event_id)
             except Exception as exc:
-                failed.append(self._read_failed(reader, exc))
+                failed.append(self._read_failed(reader, exc))  # a bug is raised there, not skipped
                 continue
             if found is not None:
                 return found
@@ -74,8 +74,12 @@ class Pipeline:
         return []
 
     def _read_failed(self, reader: Any, exc: Exception) -> str:
+        """Count a failed read; its sink's name when the store is down or busy (try the next
+        reader), else raise the error again: a bug must show as one (a logged 500)."""
         name = getattr(reader, "name", "?")
         self.state.incr("statskit_sink_errors", {"sink": name}, 1)
+        if not is_transient(exc):
+            raise exc
         log.error("reading events from %s failed: %s", name, exc)
         return name
 

@@ -29,14 +29,9 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, List, Optional, Sequence
 
+from .errors import RetryableError
 
-class RetryableError(Exception):
-    """Raised by ``send`` for a transient failure (5xx, 429, connection refused): the batch is
-    retried after ``retry_after`` seconds if given, else after an exponential backoff."""
-
-    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+__all__ = ["BatchWorker", "RetryableError", "Worker", "parse_retry_after"]
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -107,7 +102,7 @@ class BatchWorker(Worker):
         self._oldest = 0.0
         self._in_flight = 0
         self._stopping = False
-        self._hurry = False  # a flush is waiting
+        self._flushes = 0  # flush() calls so far: a retry waiting when one starts goes at once
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
 
@@ -221,17 +216,16 @@ class BatchWorker(Worker):
 
     def _wait_before_retry(self, delay: float, hurry_allowed: bool) -> bool:
         """Sleep ``delay`` seconds; False when the worker is stopping. New items do not cut the
-        wait short (the queue refilling is no reason to hammer a server that is down); the start
-        of a flush does, once, unless the server asked for the delay (Retry-After is honoured in
-        full)."""
+        wait short (the queue refilling is no reason to hammer a server that is down); a flush
+        that starts meanwhile does, unless the server asked for the delay (Retry-After is
+        honoured in full)."""
         deadline = time.monotonic() + delay
         with self._cond:
+            flushes = self._flushes
             while not self._stopping:
                 left = deadline - time.monotonic()
-                if hurry_allowed and self._hurry:
-                    self._hurry = False  # one early retry per flush, not a retry storm
-                    return True
-                if left <= 0:
+                # A flush that starts during this wait cuts it (once: the next wait counts anew).
+                if left <= 0 or (hurry_allowed and self._flushes != flushes):
                     return True
                 self._cond.wait(left)
             return False
@@ -244,17 +238,14 @@ class BatchWorker(Worker):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._oldest = _DUE_NOW  # make whatever is queued due now
-            self._hurry = True  # and a retry waiting out its own backoff go now, once
+            self._flushes += 1  # and a retry waiting out its own backoff go now
             self._cond.notify_all()
-            try:
-                while self._queue or self._in_flight:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return False
-                    self._cond.wait(left if left is None else min(left, 0.05))
-                    self._oldest = _DUE_NOW
-            finally:
-                self._hurry = False
+            while self._queue or self._in_flight:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left if left is None else min(left, 0.05))
+                self._oldest = _DUE_NOW
         return True
 
     def close(self, timeout: Optional[float] = None) -> bool:

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 
 import falcon
 
-from statskit.errors import StatskitError, Unavailable
-from statskit.worker import RetryableError
+from statskit.errors import StatskitError, Unavailable, is_transient
 
 log = logging.getLogger("statskit.server")
 
@@ -39,11 +37,11 @@ def handle_statskit_error(req: falcon.Request, resp: falcon.Response, exc: Stats
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     if isinstance(exc, falcon.HTTPError):  # falcon's own errors (404, 405, ...) keep their status
         raise exc
-    if isinstance(exc, (sqlite3.OperationalError, RetryableError)):
-        # The SQLite state locked past its busy timeout, a disk error, a store down: not the
-        # client's fault and nothing was stored; a 503 tells it (and its retry logic) to try again.
+    if is_transient(exc):
+        # The SQLite state locked past its busy timeout, a store down: not the client's fault
+        # and nothing was stored; a 503 tells it (and its retry logic) to try again.
         log.warning("storage unavailable on %s %s: %s", req.method, req.path, exc)
-        handle_statskit_error(req, resp, Unavailable(f"storage unavailable, try again: {exc}"), params)
+        handle_statskit_error(req, resp, Unavailable("storage busy or unavailable; try again"), params)
         return
     log.exception("unexpected error on %s %s", req.method, req.path)
     resp.status = 500

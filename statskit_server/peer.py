@@ -68,15 +68,18 @@ def normalize(address: str) -> str:
     return str(ip) if ip is not None else address
 
 
-def is_trusted(address: str, trusted: Sequence[str]) -> bool:
+def is_trusted(address: str, trusted: Sequence[str], wildcard: bool = True) -> bool:
+    """``address`` is in ``trusted``; ``*`` there matches any peer, but only when ``wildcard``:
+    the hops inside X-Forwarded-For are checked against the listed networks alone, or with
+    ``*`` every hop would be "trusted" and the client's own leftmost entry would win."""
     if not trusted:
         return False
-    if "*" in trusted:
+    if wildcard and "*" in trusted:
         return True
     ip = _ip(address)
     if ip is None:
         return False
-    return any(ip in net for net in _networks(tuple(trusted)))
+    return any(ip in net for net in _networks(tuple(t for t in trusted if t != "*")))
 
 
 def client_address(req: falcon.Request, trusted: Sequence[str], header: str = "x-forwarded-for") -> str:
@@ -107,7 +110,7 @@ def client_address(req: falcon.Request, trusted: Sequence[str], header: str = "x
         if ip is None:
             break
         client = str(ip)
-        if not is_trusted(client, trusted):
+        if not is_trusted(client, trusted, wildcard=False):
             break
     return client
 

@@ -2,6 +2,7 @@
 that names the setting, instead of workers that fail to boot."""
 import pytest
 
+from statskit.config import ConfigError
 from statskit_server.cli import build_parser, check_settings, gunicorn_options, main, settings_from_args
 
 ALL_ORIGINAL_ENV = ("HTTP_ADDRESS", "LOG_LEVEL", "LOG_FORMAT", "MAX_SCRAPERS", "MAX_PENDING_EVENTS", "SCRAPER_TIMEOUT",
@@ -39,16 +40,21 @@ def test_bad_settings_stop_the_server_before_it_starts(monkeypatch, capsys, tmp_
 
 def test_original_address_forms_and_flags(monkeypatch):
     assert parse("--http-address", ":9999").server.bind == "0.0.0.0:9999"  # the Go receivers' flag and form
-    assert parse("--bind", "[::1]:8080").server.bind == "[::1]:8080"
+    for bind in ("[::1]:8080", "[::1]", "127.0.0.1", "localhost:0", "unix:/run/statskit.sock", "fd://3"):
+        assert parse("--bind", bind).server.bind == bind  # what gunicorn's --bind takes, as it is
+    for bad in ("::1:8080", "8080", "host:99999", "host:http"):
+        with pytest.raises(ConfigError):
+            parse("--bind", bad)
     monkeypatch.setenv("HTTP_ADDRESS", ":8081")
     assert parse().server.bind == "0.0.0.0:8081"
 
 
 def test_trusted_networks_are_normalized_for_gunicorn(monkeypatch):
-    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1/24, 192.168.1.7, *")
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1/24, 192.168.1.7, ::ffff:172.16.0.9, *")
     settings = parse()
-    assert settings.server.trusted_proxies == ["10.0.0.0/24", "192.168.1.7/32", "*"]
-    assert gunicorn_options(settings)["forwarded_allow_ips"] == "10.0.0.0/24,192.168.1.7/32,*"
+    # ::ffff:a.b.c.d is written as a.b.c.d: peers are compared in that form.
+    assert settings.server.trusted_proxies == ["10.0.0.0/24", "192.168.1.7/32", "172.16.0.9/32", "*"]
+    assert gunicorn_options(settings)["forwarded_allow_ips"] == "10.0.0.0/24,192.168.1.7/32,172.16.0.9/32,*"
 
 
 def test_memory_state_is_fine_with_one_worker(monkeypatch):

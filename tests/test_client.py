@@ -31,6 +31,7 @@ import statskit_client
 from statskit.config import load_settings
 from statskit.events import format_time
 from statskit.tokens import TokenSigner
+from statskit.worker import BatchWorker, RetryableError
 from statskit_client import Analytics, ClientWarning, DroppedError, SendError
 from statskit_client import client as client_module
 from statskit_client.transport import DEFAULT_URL, RetryableSendError, join_url, parse_retry_after
@@ -444,6 +445,29 @@ def test_retry_after_is_waited_out_even_while_new_events_arrive(fake, clients):
     assert client.flush(10)
     assert srv.times[1] - srv.times[0] >= 0.95
     assert sum(len(json.loads(body)) for _, _, body in srv.requests[1:]) == 21  # nothing lost
+
+
+def test_a_short_flush_does_not_cancel_a_longer_one():
+    # A send that fails once with a long backoff: a shutdown flush(10) must still get its
+    # early retry when a short flush(0.05) (a scrape's) starts and times out meanwhile.
+    attempts = []
+
+    def send(batch):
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise RetryableError("down for now")
+
+    worker = BatchWorker(send, max_latency=0.01, backoff=20.0, max_backoff=20.0)
+    worker._backoff = lambda attempt: 20.0  # no jitter: the wait is surely longer than the test
+    worker.submit("x")
+    wait_for(lambda: len(attempts) == 1, "the first attempt")
+    done = []
+    long_flush = threading.Thread(target=lambda: done.append(worker.flush(10.0)))
+    long_flush.start()
+    worker.flush(0.05)  # times out (or not): either way the long flush must keep its retry
+    long_flush.join(15)
+    assert done == [True] and len(attempts) == 2
+    worker.kill()
 
 
 def test_retries_run_out(fake, clients):

@@ -169,7 +169,7 @@ def test_x_real_ip_counts_when_configured_and_only_then(make_client):
 
 @pytest.mark.parametrize("forwarded, expected", [
     (f"{PROM_A}:51234", PROM_A),                      # a hop written with its port
-    (f"10.0.0.1, {PROM_A}:51234", PROM_A),            # ... the client's own entry left of it is ignored
+    (f"6.6.6.6, {PROM_A}:51234", PROM_A),             # ... the client's own entry left of it is ignored
     ("[2001:db8::7]:443", "2001:db8::7"),
     (f"{PROM_A}, unknown", "192.168.1.5"),            # not an address: the walk ends at the proxy
     (f"{PROM_A}, 192.168.1.9", PROM_A),               # a second trusted proxy is skipped
@@ -178,6 +178,13 @@ def test_x_real_ip_counts_when_configured_and_only_then(make_client):
 def test_forwarded_for_is_walked_from_the_right(make_client, forwarded, expected):
     req = testing.create_req(remote_addr="192.168.1.5", headers={"X-Forwarded-For": forwarded})
     assert client_address(req, ["192.168.1.0/24"]) == expected
+
+
+def test_trusting_any_peer_still_reads_the_header_from_the_right():
+    # "*" (a proxy on a unix socket has no address to list) trusts the peer, not the hops a
+    # client wrote: the proxy's own entry, the rightmost, is the client.
+    req = testing.create_req(remote_addr="10.0.0.2", headers={"X-Forwarded-For": f"6.6.6.6, {PROM_A}"})
+    assert client_address(req, ["*"]) == PROM_A
 
 
 def test_scrapers_can_name_themselves(client):
@@ -219,6 +226,8 @@ def test_scrape_token_keeps_events_and_scraper_names_from_anonymous_scrapes(make
     assert "events_to_metrics{" not in anonymous.text and "prom-a" not in anonymous.text
     assert client.simulate_get("/metrics", params={"scraper": "prom-a", "token": "forged"}).status_code == 401
     assert client.simulate_get("/metrics", headers={"Authorization": "Token " + token(("write",))}).status_code == 403
+    basic = client.simulate_get("/metrics", params={"scraper": "prom-a"}, headers={"Authorization": "Basic cHJvbTpwdw=="})
+    assert basic.status_code == 200 and "events_to_metrics{" not in basic.text  # basic_auth: anonymous
     # The real prom-a still gets its event, once.
     assert events(client, params={"scraper": "prom-a"}, headers=reader) == [('events_to_metrics{type="deploy"}', "1.0")]
     assert events(client, params={"scraper": "prom-a", "token": token(("read",))}) == []

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 
 import pytest
@@ -186,6 +187,21 @@ def test_metrics_show_events_requests_latency_and_build_info(client):
     assert 'statskit_http_request_duration_seconds_count{method="POST",route="/log/events"} 1.0' in text
     assert 'statskit_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/log/events"} 1.0' in text
     assert "statskit_build_info{" in text
+
+
+def test_a_locked_store_is_a_503_and_a_bug_a_500(client, app, monkeypatch):
+    def fail_with(exc):
+        def query(**filters):
+            raise exc
+        monkeypatch.setattr(app.statskit.pipeline.readers[0], "query", query)
+        return client.simulate_get("/log/events", headers=auth())
+
+    # A fake: the real SQLite cannot be made to stay locked past its timeout on demand.
+    busy = fail_with(sqlite3.OperationalError("database is locked"))
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and busy.json["error"] == "unavailable"
+    bug = fail_with(sqlite3.OperationalError("no such column: uidd"))
+    assert bug.status_code == 500 and "uidd" not in bug.text  # a bug: no retry advice, no SQL echoed
+    assert fail_with(TypeError("oops")).status_code == 500
 
 
 def test_every_feature_on_metrics_passes_promtool(client, app, tmp_path):

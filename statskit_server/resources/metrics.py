@@ -12,7 +12,8 @@ class Metrics:
     """Public, except that with ``[oneshot] require_scrape_token`` one-shot events (and the
     names of the scrapers waiting for them) go only to scrapes with a token of ``read`` scope
     (Prometheus: ``authorization: {credentials: TOKEN}``, or ``params: {token: [TOKEN]}``).
-    Without a token such a scrape gets every other family; a bad token is a 401."""
+    Without a token (or with another kind of Authorization, such as Basic) such a scrape
+    gets every other family; a bad token is a 401, one without the read scope a 403."""
 
     def __init__(self, runtime) -> None:
         self.runtime = runtime
@@ -21,7 +22,10 @@ class Metrics:
     def _may_take_events(self, req: falcon.Request) -> bool:
         if not self.require_token:
             return True
-        if not req.get_header("Authorization") and not req.get_param("token"):
+        header = req.get_header("Authorization") or ""
+        scheme = header.split(None, 1)[0].lower() if header.strip() else ""
+        # Basic auth (Prometheus' basic_auth, a proxy's) is no token: an anonymous scrape.
+        if scheme not in ("token", "bearer") and not req.get_param("token"):
             return False
         self.runtime.auth.require(req, "read", allow_query=True)  # 401/403 for a bad token
         return True
