@@ -242,6 +242,20 @@ for _opt in OPTIONS:
     _BY_SECTION.setdefault(_opt.section, []).append(_opt)
 
 
+def register_options(options: Iterable[Option]) -> None:
+    """Add a feature's options (its own ``[section]``); registering one twice is a no-op."""
+    for opt in options:
+        if _find(opt.section, opt.key) is None:
+            OPTIONS.append(opt)
+            _BY_SECTION.setdefault(opt.section, []).append(opt)
+
+
+def _load_feature_options() -> None:
+    from .feature import load_features  # features import config: imported when first needed
+
+    load_features()
+
+
 class Settings(SimpleNamespace):
     """Sections as attributes: ``settings.influxdb.url``. Build with :func:`load_settings`."""
 
@@ -250,6 +264,7 @@ class Settings(SimpleNamespace):
 
 
 def defaults() -> Settings:
+    _load_feature_options()
     return Settings(**{s: SimpleNamespace(**{o.key: _copy(o.default) for o in opts}) for s, opts in _BY_SECTION.items()})
 
 
@@ -306,4 +321,5 @@ def _find(section: str, key: str) -> Optional[Option]:
 
 
 def flag_options() -> Iterable[Option]:
+    _load_feature_options()
     return (o for o in OPTIONS if o.flag)
