@@ -30,6 +30,19 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
+_databases: "weakref.WeakSet[SQLiteDB]" = weakref.WeakSet()
+_INHERITED: List[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_databases):
+        db._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def database_path(data_dir: str) -> str:
     os.makedirs(data_dir, exist_ok=True)
     return os.path.join(data_dir, DATABASE_NAME)
@@ -65,6 +78,9 @@ class SQLiteDB:
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._schemas: set = set()
+        self._lock = threading.Lock()
+        self._opened: List[sqlite3.Connection] = []  # every thread's, so close() closes them all
+        _databases.add(self)
 
     def connection(self) -> sqlite3.Connection:
         local = self._local
@@ -77,6 +93,8 @@ class SQLiteDB:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: keeps the index pages of a big store hot
             local.conn, local.pid = conn, os.getpid()
+            with self._lock:
+                self._opened.append(conn)
         return conn
 
     @contextmanager
@@ -103,9 +121,20 @@ class SQLiteDB:
         self._schemas.add(sql)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        """Close the connections of every thread of this process."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
             conn.close()
+        self._local = threading.local()
+
+    def _forget_after_fork(self) -> None:
+        # A forked child must neither use nor close its parent's connections: closing one drops
+        # the parent's POSIX locks and can checkpoint or remove the WAL under the other
+        # processes (seen as "no such table" or missing rows). Kept referenced, never closed.
+        with self._lock:
+            _INHERITED.extend(self._opened)
+            self._opened = []
         self._local = threading.local()
 
 
@@ -183,6 +212,10 @@ class SQLiteState:
         self._stop.set()
         self.flush()
         _live_states.discard(self)
+        # Every connection closed now, not by the garbage collector at some later point: the
+        # server builds the schema in the gunicorn master, and a connection left open there
+        # (or closed late, by another thread) checkpoints and removes the WAL under the workers.
+        self.db.close()
 
 
 def _encode_labels(lk: LabelKey) -> str:
