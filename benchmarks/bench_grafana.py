@@ -41,12 +41,12 @@ from typing import Any, Callable, Dict, List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import _panel_heartbeat  # noqa: E402
-from statskit.grafana_metrics import GrafanaMetrics  # noqa: E402
+from statskit.grafana.metrics import GrafanaMetrics  # noqa: E402
 from statskit.metrics import Scrape, render  # noqa: E402
-from statskit.panel import decode_payload  # noqa: E402
-from statskit.sessions import SessionTracker  # noqa: E402
+from statskit.grafana import decode_payload  # noqa: E402
+from statskit.grafana import SessionTracker  # noqa: E402
 from statskit.state.memory import MemoryState  # noqa: E402
-from statskit.state.sessions import MemorySessionCache, SQLiteSessionCache  # noqa: E402
+from statskit.grafana.stores import MemorySessionCache, SQLiteSessionCache  # noqa: E402
 from statskit.state.sqlite import SQLiteState, database_path  # noqa: E402
 
 HEARTBEAT = json.loads(_panel_heartbeat())  # the same heartbeat as the /write HTTP scenario

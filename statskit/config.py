@@ -209,32 +209,6 @@ OPTIONS: list = [
     Option("influxdb", "max_buffer", 200000, _I, None, None, "points buffered per worker during an outage"),
     Option("influxdb", "timeout", 10.0, _D, None, None, "seconds per write request"),
     Option("influxdb", "read_events", True, _B, None, None, "GET /log/event/{id} falls back to InfluxDB"),
-    # --- Grafana analytics panel sessions (/write)
-    Option("grafana", "enabled", True, _B, None, None, "mount POST /write for the analytics panel"),
-    Option("grafana", "require_token", False, _B, "WRITE_REQUIRE_TOKEN", None, "/write needs a token (header or ?token=)"),
-    Option("grafana", "session_timeout", 0.0, _D, "SESSION_TIMEOUT", "--session-timeout",
-           "max credited heartbeat gap; 0 = 1.25 x the panel's heartbeat interval"),
-    Option("grafana", "max_cache_size", 100000, _I, "MAX_CACHE_SIZE", "--max-cache-size", "sessions kept (0 = unlimited)"),
-    Option("grafana", "idle_timeout", 3600.0, _D, None, None, "a session with no payload for this long may be evicted"),
-    Option("grafana", "log_format", "logfmt", choice("logfmt", "json"), "LOG_FORMAT", "--log-format", "session log lines: logfmt or json"),
-    Option("grafana", "log_raw", False, _B, "LOG_RAW", "--log-raw", "log the whole decoded payload as JSON"),
-    Option("grafana", "disable_user_metrics", False, _B, "DISABLE_USER_METRICS", "--disable-user-metrics",
-           "drop user_login and user_name labels"),
-    Option("grafana", "disable_session_log", False, _B, "DISABLE_SESSION_LOG", "--disable-session-log", "no session log lines"),
-    Option("grafana", "disable_variable_log", False, _B, "DISABLE_VARIABLE_LOG", "--disable-variable-log",
-           "omit dashboard variables from session log lines"),
-    Option("grafana", "cors_origins", ["*"], _L, "WRITE_CORS_ORIGINS", None, "origins allowed to POST /write with CORS"),
-    # --- one-shot events (/event)
-    Option("oneshot", "enabled", True, _B, None, None, "mount POST /event and one-shot samples on /metrics"),
-    Option("oneshot", "require_token", False, _B, "EVENT_REQUIRE_TOKEN", None, "/event needs a token"),
-    Option("oneshot", "require_scrape_token", False, _B, "SCRAPE_REQUIRE_TOKEN", None,
-           "one-shot events go only to /metrics scrapes with a read-scope token"),
-    Option("oneshot", "use_explicit_timestamps", False, _B, "USE_EXPLICIT_TIMESTAMPS", "--use-explicit-timestamps",
-           "stamp each one-shot sample with its event time"),
-    Option("oneshot", "max_scrapers", 10, _P, "MAX_SCRAPERS", "--max-scrapers", "scrapers tracked at once"),
-    Option("oneshot", "max_pending", 10000, _P, "MAX_PENDING_EVENTS", "--max-pending-events", "events waiting per scraper (oldest dropped)"),
-    Option("oneshot", "scraper_timeout", 600.0, _PD, "SCRAPER_TIMEOUT", "--scraper-timeout", "forget a scraper silent for this long"),
-    Option("oneshot", "backfill", 0.0, _D, "BACKFILL_WINDOW", "--backfill-window", "a new scraper also gets events this recent"),
 ]
 
 _BY_SECTION: dict = {}

@@ -90,7 +90,7 @@ def load_features() -> List[Feature]:
     with _lock:
         if _features is None:
             found: Dict[str, Feature] = {}
-            for ep in _entry_points(ENTRY_POINT_GROUP):
+            for ep in entry_points_of(ENTRY_POINT_GROUP):
                 try:
                     feature = ep.load()
                 except Exception:
@@ -102,7 +102,7 @@ def load_features() -> List[Feature]:
         return list(_features.values())
 
 
-def _entry_points(group: str) -> List[Any]:
+def entry_points_of(group: str) -> List[Any]:
     from importlib.metadata import entry_points
 
     eps = entry_points()

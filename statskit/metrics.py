@@ -9,20 +9,19 @@ Features add their own families by passing a :class:`MetricSource`:
 
     >>> from statskit.state.memory import MemoryState
     >>> state = MemoryState()
-    >>> describe("demo_things", "counter", "Things seen.")
-    >>> state.incr("demo_things", {"kind": "a"}, 2)
+    >>> describe("statskit_demo_things", "counter", "Things seen.")
+    >>> state.incr("statskit_demo_things", {"kind": "a"}, 2)
     >>> body, _ = render([StateMetrics(state)], Scrape("127.0.0.1"))
-    >>> b'demo_things_total{kind="a"} 2.0' in body
+    >>> b'statskit_demo_things_total{kind="a"} 2.0' in body
     True
 """
 from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-import time
+import time as _time
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -35,20 +34,34 @@ LATENCY_BUCKETS: Tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 _BUCKET_LABELS = tuple(repr(b) for b in LATENCY_BUCKETS) + ("+Inf",)
 
 
-@dataclass
 class Scrape:
-    """Who is scraping: one-shot events are handed out per scraper, and only on GET;
-    ``oneshot=False`` (a scrape without the token ``[oneshot] require_scrape_token`` asks for)
-    neither sees nor takes any, nor the names of the scrapers."""
+    """One scrape of ``/metrics``, as the sources see it.
 
-    scraper: str
-    consume: bool = True
-    time: float = 0.0
-    oneshot: bool = True
+    ``scraper`` names who is scraping (given, or computed on first use by a source that needs
+    it: a malformed ``?scraper=`` is then that route's 400); ``consume`` is False for HEAD, which
+    must change nothing; ``may_read()`` says whether the scrape carries a valid token with the
+    ``read`` scope (a bad token raises the route's 401/403 there; a library caller with no HTTP
+    request in between is trusted).
 
-    def __post_init__(self) -> None:
-        if not self.time:
-            self.time = time.time()
+        >>> Scrape("prom-a").scraper, Scrape(lambda: "10.0.0.1").scraper, Scrape("x").may_read()
+        ('prom-a', '10.0.0.1', True)
+    """
+
+    def __init__(self, scraper: Union[str, Callable[[], str]] = "", consume: bool = True, time: float = 0.0,
+                 may_read: Optional[Callable[[], bool]] = None) -> None:
+        self._scraper = scraper
+        self.consume = consume
+        self.time = time or _time.time()
+        self._may_read = may_read
+
+    @property
+    def scraper(self) -> str:
+        if callable(self._scraper):
+            self._scraper = self._scraper()
+        return self._scraper
+
+    def may_read(self) -> bool:
+        return True if self._may_read is None else self._may_read()
 
 
 class MetricSource(Protocol):

@@ -1,4 +1,6 @@
-"""The app factory: ``create_app(settings)`` wires the library into Falcon.
+"""The app factory: ``create_app(settings)`` wires the library into Falcon: the core routes
+(health, events, ``/metrics``) and, for each enabled feature, the service it builds and the
+routes around it.
 
     >>> from falcon import testing
     >>> from statskit.config import load_settings
@@ -12,17 +14,19 @@ settings then come from ``STATSKIT_CONFIG`` (an ini path) and the environment.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import falcon
 import orjson
 
 from statskit.config import Settings, load_settings
+from statskit.feature import Context, Feature, entry_points_of, load_features
 from statskit.metrics import MetricSource, StateMetrics
 from statskit.pipeline import Pipeline, build_pipeline
 from statskit.state import StateStore, open_state
@@ -30,24 +34,24 @@ from statskit.state import StateStore, open_state
 from . import errors
 from .auth import Authenticator
 from .middleware import RequestMetrics
-from .resources import events, grafana, health, metrics, oneshot
+from .routes import Web, events, health, metrics
 
 log = logging.getLogger("statskit.server")
 
-# Each feature module has add_routes(app, runtime); grafana and oneshot check their own `enabled`.
-FEATURES = (health, events, grafana, oneshot, metrics)
+Closer = Callable[[Optional[float]], None]
 
 
 @dataclass(eq=False)  # identity-hashed: runtimes sit in a WeakSet
 class Runtime:
-    """What the resources share: settings, state, the sink pipeline, auth, /metrics sources."""
+    """What one app built: its state, pipeline, each enabled feature's service, and the closers
+    a graceful stop calls. Resources never see it; they get their own service."""
 
     settings: Settings
     state: StateStore
     pipeline: Pipeline
-    auth: Authenticator
+    services: Dict[str, Any] = field(default_factory=dict)
     metric_sources: List[MetricSource] = field(default_factory=list)
-    closers: List[Callable[[Optional[float]], None]] = field(default_factory=list)
+    closers: List[Closer] = field(default_factory=list)
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Flush everything buffered (graceful stop): features first, then sinks and state."""
@@ -82,8 +86,9 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
         if state is None:
             state = open_state(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
         pipeline = build_pipeline(settings, state)
-    runtime = Runtime(settings, pipeline.state, pipeline, Authenticator.from_settings(settings))
+    runtime = Runtime(settings, pipeline.state, pipeline)
     runtime.metric_sources.append(StateMetrics(runtime.state))
+    web = Web(settings, Authenticator.from_settings(settings))
 
     app = StatskitApp(middleware=[RequestMetrics(runtime.state)])
     app.req_options.strip_url_path_trailing_slash = False
@@ -91,12 +96,40 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     errors.install(app)
-    for feature in FEATURES:
-        feature.add_routes(app, runtime)
+    health.mount(app, None, web)
+    events.mount(app, pipeline, web)
+    ctx = Context(settings, runtime.state, pipeline)
+    for feature in load_features():
+        if feature.enabled(settings):
+            _mount_feature(app, feature, ctx, web, runtime)
+    metrics.mount(app, runtime.metric_sources, web)
     app.statskit = runtime
     with _lock:
         _runtimes.add(runtime)
     return app
+
+
+def _mount_feature(app: falcon.App, feature: Feature, ctx: Context, web: Web, runtime: Runtime) -> None:
+    built = feature.build(ctx)
+    runtime.services[feature.name] = built.service
+    runtime.metric_sources.extend(built.metric_sources)
+    runtime.closers.extend(built.closers)
+    route_mount(feature.name)(app, built.service, web)
+
+
+def route_mount(name: str) -> Callable[[falcon.App, Any, Web], None]:
+    """The ``mount`` function of a feature's routes: ``statskit_server.routes.<name>`` for a
+    built-in feature, else the ``statskit_server.routes`` entry point of that name."""
+    try:
+        module = importlib.import_module(f"{__package__}.routes.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.routes.{name}":
+            raise  # the module exists; something it imports is missing
+        for ep in entry_points_of("statskit_server.routes"):
+            if ep.name == name:
+                return ep.load()
+        raise LookupError(f"feature {name!r} has no routes module and no statskit_server.routes entry point")
+    return module.mount  # type: ignore[no-any-return]
 
 
 def shutdown(timeout: Optional[float] = None) -> None:

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from functools import lru_cache
 from typing import Any, Optional, Sequence, Tuple
 
 import falcon
 
-from statskit.oneshot import check_scraper_name
+from statskit.errors import ValidationError
 
 log = logging.getLogger("statskit.server")
 
 UNKNOWN = "unknown"
+MAX_SCRAPER_NAME = 128
 
 
 @lru_cache(maxsize=64)
@@ -122,3 +124,20 @@ def scraper_id(req: falcon.Request, settings: Any) -> str:
     if name:
         return check_scraper_name(name)
     return client_address(req, settings.server.trusted_proxies, settings.server.client_ip_header)
+
+
+def check_scraper_name(name: str) -> str:
+    """An explicit scraper name (``/metrics?scraper=prom-a``), or a ValidationError.
+
+    Names that parse as IP addresses are refused: they would let a client take the events of the
+    scraper known by that address, which is what trusting forwarding headers blindly allowed.
+    """
+    if not 0 < len(name) <= MAX_SCRAPER_NAME or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:@/\-]*", name):
+        raise ValidationError(f"scraper name must be 1-{MAX_SCRAPER_NAME} letters, digits or _.:@/- "
+                              f"starting with a letter or digit", field="scraper")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name
+    raise ValidationError("scraper name must not be an IP address (addresses identify scrapers without a name)",
+                          field="scraper")

@@ -41,7 +41,7 @@ def metrics(client):
 
 
 def log_lines(client, capfd):
-    client.app_runtime.grafana.flush(5.0)
+    client.app_runtime.services["grafana"].flush(5.0)
     return [line for line in capfd.readouterr().out.splitlines() if "session data" in line or "level=warn" in line]
 
 
@@ -113,7 +113,7 @@ def test_counters_survive_a_restart_and_cache_trimming(make_client, tmp_path):
             post(client, body)
     text = metrics(client)
     assert value_of(text, SESSIONS, JDOE) == 10.0 and value_of(text, DURATION, JDOE) == 1000.0
-    assert len(client.app_runtime.grafana.cache) <= 3
+    assert len(client.app_runtime.services["grafana"].cache) <= 3
     client.app_runtime.close(2.0)  # a graceful stop, then a new server on the same data directory
     again = make_client(grafana__max_cache_size=3)
     assert value_of(metrics(again), SESSIONS, JDOE) == 10.0
@@ -242,7 +242,7 @@ def test_memory_state_uses_a_memory_cache(make_client):
     for body in session("a", [("start", 0), ("heartbeat", 60), ("end", 70)]):
         post(client, body)
     assert value_of(metrics(client), DURATION) == 70.0
-    assert type(client.app_runtime.grafana.cache).__name__ == "MemorySessionCache"
+    assert type(client.app_runtime.services["grafana"].cache).__name__ == "MemorySessionCache"
 
 
 def test_mutated_panel_payloads_get_201_or_400_never_500(client):

@@ -9,11 +9,13 @@ import pytest
 
 from statskit.errors import TooLarge, ValidationError
 from statskit.metrics import Scrape, render
-from statskit.oneshot import (DROPPED, EVENT_COUNT, REFUSED, OneShot, QueueLimits, Reporter, check_scraper_name,
+from statskit_server.peer import check_scraper_name
+from statskit.oneshot import (DROPPED, EVENT_COUNT, REFUSED, OneShot, QueueLimits, Reporter,
                               open_queue, parse_event, parse_form, parse_value)
 from statskit.state import sum_by
 from statskit.state.memory import MemoryState
-from statskit.state.oneshot import MemoryQueue, SQLiteQueue
+from statskit.oneshot.store_memory import MemoryQueue
+from statskit.oneshot.store_sqlite import SQLiteQueue
 from statskit.state.sqlite import SQLiteState
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"

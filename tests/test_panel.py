@@ -5,7 +5,7 @@ import pytest
 
 from grafana_payloads import NAMES, example, example_bytes, payload
 from statskit.errors import ValidationError
-from statskit.panel import Payload, decode_payload, unflatten, value_text
+from statskit.grafana import Payload, decode_payload, unflatten, value_text
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -219,7 +219,7 @@ def test_every_feature_on_metrics_passes_promtool(client, app, tmp_path):
     client.simulate_post("/event", query_string="type=deploy&value=2.5")
     for name in ("01_start", "02_heartbeat"):
         client.simulate_post("/write", body=example_bytes(name))
-    app.statskit.grafana.flush()
+    app.statskit.services["grafana"].flush()
     text = client.simulate_get("/metrics", remote_addr="10.0.0.1").text
     for family in ("statskit_http_request_duration_seconds_bucket", "grafana_analytics_sessions_total",
                    "events_to_metrics{", "statskit_events_rejected_total"):

@@ -5,9 +5,9 @@ import pytest
 
 from grafana_payloads import encode, example_bytes, payload
 from statskit.logfmt import encode_line
-from statskit.panel import decode_payload
-from statskit.sessionlog import SessionLog, go_json, logfmt_line, session_logfmt, session_pairs
-from statskit.sessions import Step
+from statskit.grafana import decode_payload
+from statskit.grafana.sessionlog import SessionLog, go_json, logfmt_line, session_logfmt, session_pairs
+from statskit.grafana import Step
 
 START_LINE = (
     'level=info msg="Received session data" uuid=3f2b9c1e-7d4a-4e55-9a0b-2c6d8e1f4a77 type=start has_focus=true '

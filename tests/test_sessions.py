@@ -5,13 +5,14 @@ import threading
 import pytest
 
 from grafana_payloads import ADMIN, JDOE, encode, payload
-from statskit.grafana_metrics import GrafanaMetrics
+from statskit.grafana.metrics import GrafanaMetrics
 from statskit.metrics import Scrape, render
-from statskit.panel import decode_payload
-from statskit.sessions import DURATION, SESSIONS, SessionRecord, SessionTracker, session_labels, session_point
+from statskit.grafana import decode_payload
+from statskit.grafana import DURATION, SESSIONS, SessionRecord, SessionTracker, session_labels
+from statskit.grafana.points import session_point
 from statskit.state import label_key
 from statskit.state.memory import MemoryState
-from statskit.state.sessions import MemorySessionCache, SQLiteSessionCache, open_session_cache
+from statskit.grafana.stores import MemorySessionCache, SQLiteSessionCache, open_session_cache
 from statskit.state.sqlite import SQLiteState, database_path
 
 
@@ -442,7 +443,7 @@ def test_a_payload_that_breaks_its_batch_costs_only_itself():
 
 
 def test_a_failing_log_write_neither_loses_nor_doubles_counts():
-    from statskit.sessionlog import SessionLog
+    from statskit.grafana.sessionlog import SessionLog
 
     def broken(lines):
         raise BrokenPipeError("stdout is gone")

@@ -16,7 +16,7 @@ class Health:
         resp.content_type = falcon.MEDIA_JSON
 
 
-def add_routes(app: falcon.App, runtime: object) -> None:
+def mount(app: falcon.App, service: None, web: object) -> None:
     health = Health()
     for path in ("/", "/healthz", "/ping", "/ping/"):
         app.add_route(path, health)

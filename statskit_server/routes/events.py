@@ -21,16 +21,20 @@ import falcon
 from statskit.errors import StatskitError, TooLarge, ValidationError
 from statskit.events import check_item_sizes, decode_batch, decode_json, parse_items, parse_time
 
+from statskit.pipeline import Pipeline
+
 from ..body import read_body
+from . import Web
 
 MAX_QUERY_LIMIT = 1000
 
 
 class _Ingest:
-    def __init__(self, runtime: Any) -> None:
-        self.runtime = runtime
-        self.limits = runtime.settings.limits
-        self.table_name = runtime.settings.influxdb.table_name
+    def __init__(self, pipeline: Pipeline, web: Web) -> None:
+        self.pipeline = pipeline
+        self.auth = web.auth
+        self.limits = web.settings.limits
+        self.table_name = web.settings.influxdb.table_name
 
     def _reject_counter(self, req: falcon.Request, items: List[Any]) -> None:
         """Count a rejected request under the offending event's name when there is one."""
@@ -39,13 +43,13 @@ class _Ingest:
             if exc.index is not None and 0 <= exc.index < len(items) and isinstance(items[exc.index], dict):
                 candidate = items[exc.index].get("event")
                 name = candidate if isinstance(candidate, str) and len(candidate) <= 128 else ""
-            self.runtime.pipeline.reject(exc.title, name, max(1, len(items)))
+            self.pipeline.reject(exc.title, name, max(1, len(items)))
         req.context.on_reject = on_reject
 
     def _store(self, items: List[Any], body_length: int) -> list:
         check_item_sizes(items, body_length, self.limits.max_event_bytes)
         events = parse_items(items, table_name=self.table_name)
-        self.runtime.pipeline.ingest(events)
+        self.pipeline.ingest(events)
         return events
 
 
@@ -53,7 +57,7 @@ class LogEvent(_Ingest):
     """One event (a dict: answered with its id) or a list of points (answered ``"OK"``)."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.runtime.auth.require(req, "write")
+        self.auth.require(req, "write")
         items: List[Any] = []
         self._reject_counter(req, items)
         body = read_body(req, self.limits.max_body_bytes)
@@ -78,7 +82,7 @@ class LogEvents(_Ingest):
     GET: recent events, newest first: ``?uid=&event=&since=&until=&limit=``."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.runtime.auth.require(req, "write")
+        self.auth.require(req, "write")
         items: List[Any] = []
         self._reject_counter(req, items)
         body = read_body(req, self.limits.max_body_bytes)
@@ -87,22 +91,23 @@ class LogEvents(_Ingest):
         resp.media = {"count": len(events), "ids": [e.id for e in events]}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.runtime.auth.require(req, "read")
+        self.auth.require(req, "read")
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_QUERY_LIMIT, default=100)
-        events = self.runtime.pipeline.query(
+        events = self.pipeline.query(
             uid=req.get_param("uid"), event=req.get_param("event"),
             since_ns=_time_param(req, "since"), until_ns=_time_param(req, "until"), limit=limit)
         resp.media = {"count": len(events), "events": [e.to_dict() for e in events]}
 
 
 class EventById:
-    def __init__(self, runtime: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, pipeline: Pipeline, web: Web) -> None:
+        self.pipeline = pipeline
+        self.auth = web.auth
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, event_id: str) -> None:
-        self.runtime.auth.require(req, "read")
+        self.auth.require(req, "read")
         key = event_id.strip().lower()  # as stats-service did
-        event = self.runtime.pipeline.get(key)
+        event = self.pipeline.get(key)
         if event is None:
             raise falcon.HTTPNotFound(title="404 Not Found", description=f"no event {key!r}")
         resp.media = event.to_dict()
@@ -119,13 +124,13 @@ def _time_param(req: falcon.Request, name: str) -> Optional[int]:
     return parse_time(value, field=name)
 
 
-def add_routes(app: falcon.App, runtime: Any) -> None:
-    log_event = LogEvent(runtime)
+def mount(app: falcon.App, pipeline: Pipeline, web: Web) -> None:
+    log_event = LogEvent(pipeline, web)
     app.add_route("/log/event", log_event)
     app.add_route("/log/event/", log_event)
-    log_events = LogEvents(runtime)
+    log_events = LogEvents(pipeline, web)
     app.add_route("/log/events", log_events)
     app.add_route("/log/events/", log_events)
-    by_id = EventById(runtime)
+    by_id = EventById(pipeline, web)
     app.add_route("/log/event/{event_id}", by_id)
     app.add_route("/log/event/{event_id}/", by_id)

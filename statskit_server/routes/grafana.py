@@ -3,8 +3,8 @@
 Point the panel's *server* option at ``http://HOST:PORT/write`` (``/write?token=...`` when
 ``[grafana] require_token`` is on: the panel posts with ``mode: 'no-cors'``, which cannot send
 headers, and its body arrives as ``text/plain``). The payload rules are in
-:mod:`statskit.panel`, sessions and counters in :mod:`statskit.sessions`, the log lines in
-:mod:`statskit.sessionlog`; the ``grafana_analytics_*`` families join ``GET /metrics``.
+:mod:`statskit.grafana.decoding`, sessions and counters in :mod:`statskit.grafana.sessions`, the log
+lines in :mod:`statskit.grafana.sessionlog`; the ``grafana_analytics_*`` families join ``GET /metrics``.
 
 =======  ==================================================================================
 method   answer
@@ -14,7 +14,7 @@ PUT      against the original keep working). The payload is checked before the a
          applied right after it, in batches (at most 50 ms later), as the original applied its
          channel in a goroutine; a scrape of ``/metrics`` first applies what its worker holds.
          Payloads of one session applied out of order by two workers are placed by their
-         time (see :func:`statskit.sessions.advance`).
+         time (see :func:`statskit.grafana.sessions.advance`).
          **400** (JSON error) for a body that is not a payload: not JSON, not an object, or a
          field of the wrong type, e.g. an int field given ``1.5`` or ``"1"`` (the original's
          400 cases); also ``null`` and an object with no payload key (``{}``), which the
@@ -37,20 +37,19 @@ from typing import Any, Optional
 
 import falcon
 
-from statskit.grafana_metrics import GrafanaMetrics
-from statskit.panel import decode_payload
-from statskit.sessions import SessionTracker
+from statskit.grafana import SessionTracker, decode_payload
 
 from ..body import read_body
+from . import Web
 
 ALLOW_METHODS = "POST, PUT, OPTIONS"
 
 
 class Write:
-    def __init__(self, runtime: Any, tracker: SessionTracker) -> None:
-        self.runtime = runtime
+    def __init__(self, tracker: SessionTracker, web: Web) -> None:
         self.tracker = tracker
-        settings = runtime.settings
+        self.auth = web.auth
+        settings = web.settings
         self.require_token = settings.grafana.require_token
         self.max_body_bytes = settings.limits.max_body_bytes
         self.origins = frozenset(settings.grafana.cors_origins)
@@ -71,7 +70,7 @@ class Write:
             if allowed != "*":
                 resp.append_header("Vary", "Origin")
         if self.require_token:
-            self.runtime.auth.require(req, "write", allow_query=True)
+            self.auth.require(req, "write", allow_query=True)
         payload = decode_payload(read_body(req, self.max_body_bytes))
         self.tracker.submit(payload)
         resp.status = falcon.HTTP_201
@@ -97,15 +96,5 @@ class Write:
         resp.set_header("Access-Control-Max-Age", "86400")
 
 
-def add_routes(app: falcon.App, runtime: Any) -> None:
-    """Mount ``/write`` and the grafana_analytics_* families (nothing when ``[grafana] enabled``
-    is off). The tracker is reachable as ``runtime.grafana`` (tests flush its log with it)."""
-    settings = runtime.settings
-    if not settings.grafana.enabled:
-        return
-    tracker = SessionTracker.from_settings(settings, runtime.state, runtime.pipeline.sinks)
-    runtime.grafana = tracker
-    runtime.metric_sources.append(GrafanaMetrics(runtime.state, not settings.grafana.disable_user_metrics,
-                                                 before_collect=tracker.flush))
-    runtime.closers.append(tracker.close)
-    app.add_route("/write", Write(runtime, tracker))
+def mount(app: falcon.App, tracker: SessionTracker, web: Web) -> None:
+    app.add_route("/write", Write(tracker, web))

@@ -5,7 +5,7 @@
 
 Labels come from the query string and, with ``Content-Type: application/x-www-form-urlencoded``,
 from the body (other bodies are ignored, as the original did); the rules are in
-:mod:`statskit.oneshot`. Each scraper of ``GET /metrics`` then gets the event once.
+:mod:`statskit.oneshot.parsing`. Each scraper of ``GET /metrics`` then gets the event once.
 
 =====  ==================================================================================
 200    registered: ``{"status": "ok", "series": "events_to_metrics{...}", "value": 2.5}``
@@ -27,19 +27,20 @@ from typing import Any, List, Tuple, Union
 import falcon
 import orjson
 
-from statskit.oneshot import TOKEN_PARAM, OneShot, QueueLimits, Reporter, open_queue, parse_form, query_bytes
+from statskit.oneshot import TOKEN_PARAM, OneShot, parse_form, query_bytes
 
 from ..body import read_body
+from . import Web
 
 FORM = "application/x-www-form-urlencoded"
 
 
 class EventResource:
-    def __init__(self, runtime: Any, oneshot: OneShot) -> None:
-        self.runtime = runtime
+    def __init__(self, oneshot: OneShot, web: Web) -> None:
         self.oneshot = oneshot
-        self.require_token = runtime.settings.oneshot.require_token
-        self.max_body_bytes = runtime.settings.limits.max_body_bytes
+        self.auth = web.auth
+        self.require_token = web.settings.oneshot.require_token
+        self.max_body_bytes = web.settings.limits.max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         pairs: List[Tuple[str, str]] = []
@@ -49,7 +50,7 @@ class EventResource:
             pairs = parse_form(read_body(req, self.max_body_bytes), "body")
         if self.require_token:  # (curl -d token=... puts it in the body)
             form_token = next((v for k, v in pairs if k == TOKEN_PARAM), "")
-            self.runtime.auth.require(req, "write", allow_query=True, form_token=form_token)
+            self.auth.require(req, "write", allow_query=True, form_token=form_token)
         pairs += parse_form(query_bytes(req.query_string or ""), "query")
         event = self.oneshot.post(pairs)
         # Serialized here rather than through resp.media: this route is the hot one.
@@ -66,18 +67,5 @@ def _json_number(value: float) -> Union[float, str]:
     return value
 
 
-def build(runtime: Any) -> OneShot:
-    """The one-shot queue on the runtime's state store (SQLite: shared by workers, persistent)."""
-    settings = runtime.settings
-    queue = open_queue(runtime.state, QueueLimits.from_settings(settings.oneshot), Reporter(runtime.state))
-    return OneShot(queue, runtime.state, explicit_timestamps=settings.oneshot.use_explicit_timestamps,
-                   max_event_bytes=settings.limits.max_event_bytes)
-
-
-def add_routes(app: falcon.App, runtime: Any) -> None:
-    if not runtime.settings.oneshot.enabled:
-        return
-    oneshot = build(runtime)
-    runtime.metric_sources.append(oneshot)
-    runtime.closers.append(oneshot.close)  # commits buffered posts at a graceful stop
-    app.add_route("/event", EventResource(runtime, oneshot))
+def mount(app: falcon.App, oneshot: OneShot, web: Web) -> None:
+    app.add_route("/event", EventResource(oneshot, web))

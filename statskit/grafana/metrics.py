@@ -1,0 +1,130 @@
+"""The original receiver's ``/metrics`` families, rendered from the shared state's counters.
+
+======================================================  =======  ===============================
+family                                                  type     labels
+======================================================  =======  ===============================
+grafana_analytics_build_info                            gauge    branch, goversion, revision,
+                                                                 version
+grafana_analytics_exporter_query_failures_total         counter  -
+grafana_analytics_exporter_scrapes_total                counter  -
+grafana_analytics_sessions_duration_seconds_total       counter  the 11 session labels (9 with
+grafana_analytics_sessions_total                        counter  ``--disable-user-metrics``)
+grafana_analytics_up                                    gauge    -
+======================================================  =======  ===============================
+
+Names, help texts, label names and label values are the original's, label pairs and series
+are sorted as client_golang sorts them, and the session families are left out while they have
+no series. Unlike the original's, the session counters never go down (see
+:mod:`statskit.grafana.sessions`).
+
+``exporter_scrapes_total`` counts the GET scrapes of ``/metrics`` of all workers (a HEAD does
+not count), itself included, as the original counted before answering. ``up`` is 0 and
+``exporter_query_failures_total`` grows when the state store cannot be read; the scrape then
+still answers with what it has.
+
+Series are shown with the label set the server is configured with: after switching
+``--disable-user-metrics`` on, series stored with user labels are summed into series
+without them; after switching it off, series stored without them show empty user labels.
+Sums of counters are counters, so nothing goes down either way.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+from operator import itemgetter
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from prometheus_client.core import Metric
+
+from .. import __version__
+from ..metrics import Scrape
+from .sessions import DURATION, PREFIX, SESSIONS, label_names
+from ..state import StateStore
+
+log = logging.getLogger("statskit.sessions")
+
+SCRAPES = PREFIX + "exporter_scrapes"
+FLUSH_TIMEOUT = 2.0  # seconds a scrape waits for its worker's queued payloads
+QUERY_FAILURES = PREFIX + "exporter_query_failures"
+
+_HELP = {
+    SESSIONS: "Number of sessions.",
+    DURATION: "Duration of sessions.",
+}
+
+
+def build_labels() -> Dict[str, str]:
+    """build_info's labels: statskit's version, and the Python it runs on in place of Go's."""
+    return {"branch": "", "goversion": "python" + platform.python_version(), "revision": "",
+            "version": __version__}
+
+
+class GrafanaMetrics:
+    """A :class:`~statskit.metrics.MetricSource` for the grafana_analytics_* families."""
+
+    def __init__(self, state: StateStore, user_metrics: bool = True,
+                 before_collect: Optional[Callable[[float], Any]] = None) -> None:
+        self.state = state
+        self.names = tuple(label_names(user_metrics))
+        # The tracker's flush: a scrape first applies the payloads its own worker still holds.
+        self.before_collect = before_collect
+
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        up = 1.0
+        rows: List[Tuple[str, tuple, float]] = []
+        if self.before_collect is not None:
+            self.before_collect(FLUSH_TIMEOUT)
+        try:
+            if scrape.consume:
+                self.state.incr(SCRAPES, (), 1)
+            rows = self.state.counters(PREFIX)
+        except Exception as exc:  # the store is unreachable: say so in up, answer anyway
+            up = 0.0
+            log.error("reading the session counters failed: %s", exc)
+            try:
+                self.state.incr(QUERY_FAILURES, (), 1)
+            except Exception:
+                pass
+        totals: Dict[str, float] = {SCRAPES: 0.0, QUERY_FAILURES: 0.0}
+        series: Dict[str, Dict[Tuple[str, ...], float]] = {SESSIONS: {}, DURATION: {}}
+        names = self.names
+        for name, labels, value in rows:
+            if name in totals:
+                totals[name] += value
+            elif name in series:
+                key = _project(labels, names)
+                per_name = series[name]
+                per_name[key] = per_name.get(key, 0.0) + value
+
+        build = Metric(PREFIX + "build_info", "A metric with a constant '1' value labeled by version, revision, "
+                       "branch, and goversion from which grafana_analytics was built.", "gauge")
+        build.add_sample(PREFIX + "build_info", build_labels(), 1.0)
+        yield build
+        yield _single(QUERY_FAILURES, "Number of errors.", totals[QUERY_FAILURES])
+        yield _single(SCRAPES, "Number of scrapes.", totals[SCRAPES])
+        for name in (DURATION, SESSIONS):  # sorted by name, as client_golang does
+            if series[name]:
+                family = Metric(name, _HELP[name], "counter")
+                for values in sorted(series[name]):
+                    family.add_sample(name + "_total", dict(zip(names, values)), series[name][values])
+                yield family
+        gauge = Metric(PREFIX + "up", "Was the last scrape successful.", "gauge")
+        gauge.add_sample(PREFIX + "up", {}, up)
+        yield gauge
+
+
+def _single(name: str, help: str, value: float) -> Metric:
+    family = Metric(name, help, "counter")
+    family.add_sample(name + "_total", {}, value)
+    return family
+
+
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+def _project(labels: tuple, names: Tuple[str, ...]) -> Tuple[str, ...]:
+    """The values of ``names`` in a stored (sorted) label set; "" for a missing name."""
+    if tuple(map(_first, labels)) == names:  # the usual case, checked at C speed
+        return tuple(map(_second, labels))
+    found = dict(labels)
+    return tuple(found.get(n, "") for n in names)

@@ -1,0 +1,183 @@
+"""The session tracker: payloads in, counters and session log lines out (``POST /write``)."""
+from __future__ import annotations
+
+import threading
+import time as _time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .payload import Payload
+from ..state import LabelKey, StateStore
+from .sessions import (UNSAVED_DASHBOARD, DURATION, SESSIONS, Change, SessionCache, Step, advance,
+                       kind_of, session_key, session_labels, log)
+from .points import session_point
+
+class SessionTracker:
+    """Payloads in, counters up: the library side of ``POST /write``.
+
+    ``process(payload)`` applies one payload at once. ``submit(payload)`` queues it for a
+    background thread that applies the queue in batches (at most ``max_latency`` seconds
+    later, one transaction per batch), as the original applied its channel in a goroutine;
+    ``flush()`` waits for the queue. Either way a payload updates its session, credits the
+    counters, then the session log line is written (``log``, a
+    :class:`~statskit.grafana.sessionlog.SessionLog`) and a point goes to each of ``point_sinks``.
+    """
+
+    def __init__(self, state: StateStore, cache: SessionCache, *, timeout: float = 0.0, user_metrics: bool = True,
+                 log: Any = None, point_sinks: Sequence[Any] = (), point_variables: bool = True,
+                 max_latency: float = 0.05, max_queue: int = 100_000) -> None:
+        self.state = state
+        self.cache = cache
+        self.timeout = timeout
+        self.user_metrics = user_metrics
+        self.log = log
+        self.point_sinks = list(point_sinks)
+        self.point_variables = point_variables
+        self.max_latency = max_latency
+        self.max_queue = max_queue
+        self._worker: Any = None
+        self._worker_lock = threading.Lock()  # gthread workers: one applier thread per process
+
+    @classmethod
+    def from_settings(cls, settings: Any, state: StateStore, sinks: Sequence[Any] = ()) -> "SessionTracker":
+        """The tracker ``[grafana]`` describes: cache backend from the state store's type, the
+        session log on stdout, points to the InfluxDB sinks among ``sinks``."""
+        from .sessionlog import SessionLog
+        from .stores import open_session_cache
+
+        g = settings.grafana
+        cache = open_session_cache(state, g.max_cache_size, g.idle_timeout)
+        influx = [s for s in sinks if getattr(s, "name", None) == "influxdb"]
+        return cls(state, cache, timeout=g.session_timeout, user_metrics=not g.disable_user_metrics,
+                   log=SessionLog.from_settings(settings), point_sinks=influx,
+                   point_variables=not g.disable_variable_log)
+
+    # -- applying ----------------------------------------------------------------------
+
+    def process(self, payload: Payload, now: Optional[float] = None) -> Step:
+        """Apply one payload now: state, counters, log line, point. Returns what it did."""
+        return self.process_many([(payload, _time.time() if now is None else now)])[0]
+
+    def process_many(self, items: Sequence[Tuple[Payload, float]]) -> List[Step]:
+        """Apply payloads in order, sessions in one transaction; returns one Step each."""
+        steps: List[Optional[Step]] = [None] * len(items)
+        changes: List[Tuple[str, Change]] = []
+        positions: List[int] = []
+        for i, (payload, now) in enumerate(items):
+            kind = kind_of(payload)
+            if payload.dashboard.uid == UNSAVED_DASHBOARD:
+                step = steps[i] = Step(kind)
+                step.ignored = True
+            else:
+                changes.append((session_key(payload.uuid), self._change(payload, kind, now)))
+                positions.append(i)
+        if changes:
+            for i, step in zip(positions, self.cache.apply(changes, max(now for _, now in items))):
+                steps[i] = step
+        done: List[Step] = steps  # type: ignore[assignment]
+        self._count(done)
+        # Applied and counted: from here on nothing may raise (a retry would count twice).
+        if self.log is not None:
+            try:
+                self.log.write([line for (payload, _), step in zip(items, done)
+                                for line in self.log.lines(payload, step)])
+            except Exception as exc:  # stdout closed, a full disk behind it, ...
+                self.state.incr("statskit_sink_errors", {"sink": "grafana_session_log"}, 1)
+                log.error("writing %d session log lines failed: %s", len(items), exc)
+        if self.point_sinks:
+            self._emit_points(items, done)
+        return done
+
+    def submit(self, payload: Payload, now: Optional[float] = None) -> None:
+        """Queue a payload for the background thread (a full queue applies it here instead)."""
+        item = (payload, _time.time() if now is None else now)
+        worker = self._worker
+        if worker is None:
+            worker = self._start_worker()
+        if not worker.submit(item):
+            self.process_many([item])
+
+    def _start_worker(self) -> Any:
+        from ..worker import BatchWorker
+
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = BatchWorker(self._apply_batch, max_queue=self.max_queue, batch_size=1000,
+                                           max_latency=self.max_latency, max_retries=5, backoff=0.1,
+                                           on_drop=self._dropped, name="statskit-grafana-sessions")
+            return self._worker
+
+    def _apply_batch(self, items: List[Tuple[Payload, float]]) -> None:
+        import sqlite3
+
+        from ..worker import RetryableError
+
+        try:
+            self.process_many(items)
+        except sqlite3.OperationalError as exc:  # locked or busy: nothing was applied, retry
+            raise RetryableError(str(exc)) from exc
+        except Exception:
+            if len(items) == 1:
+                log.exception("applying a panel payload failed")
+                raise  # dropped: counted and logged by _dropped
+            # Nothing of the batch was applied (the cache's apply is all or nothing): one bad
+            # payload must not cost the others, so apply them one at a time.
+            for item in items:
+                try:
+                    self.process_many([item])
+                except Exception:
+                    log.exception("applying a panel payload failed")
+                    self._dropped([item], "rejected")
+
+    def _dropped(self, items: List[Any], reason: str) -> None:
+        self.state.incr("statskit_sink_dropped", {"sink": "grafana_sessions", "reason": reason}, len(items))
+        log.error("gave up on %d panel payloads (%s)", len(items), reason)
+
+    def _change(self, payload: Payload, kind: str, now: float) -> Change:
+        t, interval, timeout = payload.time, payload.options.heartbeat_interval, self.timeout
+        user_metrics = self.user_metrics
+        return lambda record: advance(record, kind, t, interval, timeout, now,
+                                      lambda: session_labels(payload, user_metrics))
+
+    def _count(self, steps: Sequence[Step]) -> None:
+        totals: Dict[Tuple[str, LabelKey], float] = {}
+        for step in steps:
+            if step.ignored:
+                continue
+            if step.created:
+                key = (SESSIONS, step.labels)
+                totals[key] = totals.get(key, 0.0) + 1
+            if step.delta > 0 or (step.duration is not None and step.credited == 0):
+                # (a duration of 0 so far still makes the series exist, as the original showed it)
+                key = (DURATION, step.labels)
+                totals[key] = totals.get(key, 0.0) + step.delta
+        for (name, labels), amount in totals.items():
+            self.state.incr(name, labels, amount)
+
+    def _emit_points(self, items: Sequence[Tuple[Payload, float]], steps: Sequence[Step]) -> None:
+        try:
+            events = [session_point(payload, step, self.user_metrics, self.point_variables, int(now * 1e9))
+                      for (payload, now), step in zip(items, steps) if not step.ignored]
+        except Exception:  # pragma: no cover - a bug: points are a side output, never fatal
+            log.exception("building session points failed")
+            return
+        if not events:
+            return
+        for sink in self.point_sinks:
+            try:
+                sink.emit(events)
+            except Exception as exc:  # a failing sink never fails the others or the payloads
+                self.state.incr("statskit_sink_errors", {"sink": getattr(sink, "name", "?")}, 1)
+                log.error("sink %s failed to take %d session points: %s", getattr(sink, "name", "?"),
+                          len(events), exc)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every submitted payload is applied (False if ``timeout`` ran out)."""
+        worker = self._worker
+        return True if worker is None else worker.flush(timeout)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Apply what is queued, then release the cache."""
+        worker = self._worker
+        if worker is not None:
+            worker.close(timeout)
+        self.cache.close()

@@ -1,0 +1,108 @@
+"""``OneShot``: validates and queues events, and renders them on ``/metrics``."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Timestamp
+
+from ..metrics import Scrape
+from ..state import StateStore
+from .parsing import (METRIC, EVENT_COUNT, SCRAPER_COUNTS, DROPPED, REFUSED, COUNTER_PREFIX, OneShotEvent, parse_event, log)
+from .queue import OneShotQueue, ScrapeResult, Delivery
+
+# --------------------------------------------------------------------------- facade + /metrics
+
+
+class OneShot:
+    """Validates and queues events, and is the :class:`~statskit.metrics.MetricSource` that renders
+    them: ``events_to_metrics``, ``events_to_metrics_event_count``,
+    ``events_to_metrics_scraper_counts`` (as the original) plus ``events_to_metrics_dropped_total``
+    and ``events_to_metrics_scrapers_refused_total``.
+
+    ``events_to_metrics_event_count`` keeps the original's sample name, so it is typed ``unknown``
+    (``untyped``): OpenMetrics, which Prometheus asks for first, requires counter samples to end in
+    ``_total``. Its value is a counter in the shared state: all workers, and it survives restarts.
+    """
+
+    def __init__(self, queue: OneShotQueue, state: StateStore, *, explicit_timestamps: bool = False,
+                 max_event_bytes: Optional[int] = None, require_scrape_token: bool = False,
+                 clock=time.time) -> None:
+        self.queue = queue
+        # Events (and the names of the scrapers waiting for them) only for scrapes with a
+        # read-scope token; other scrapes still get every other family.
+        self.require_scrape_token = require_scrape_token
+        self.state = state
+        self.explicit_timestamps = explicit_timestamps
+        self.max_event_bytes = max_event_bytes
+        self.clock = clock
+
+    def post(self, pairs: Iterable[Tuple[str, str]], now: Optional[float] = None) -> OneShotEvent:
+        """Validate and queue one event; raises ValidationError / TooLarge with nothing queued."""
+        event = parse_event(pairs, self.max_event_bytes, int((self.clock() if now is None else now) * 1000))
+        self.queue.post(event.key, event.value, event.time_ms)
+        self.state.incr(EVENT_COUNT, (), 1)
+        return event
+
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        allowed = not self.require_scrape_token or scrape.may_read()  # a bad token: the route's 401
+        try:
+            if allowed:
+                result = self.queue.scrape(scrape.scraper, int(scrape.time * 1000), consume=scrape.consume)
+            else:
+                result = ScrapeResult(status="unauthorized")
+        except Exception:
+            # The rest of /metrics still answers; the transaction rolled back, so nothing was
+            # handed out and this scraper gets its events at the next scrape.
+            log.exception("one-shot queue unavailable for scraper %s", scrape.scraper)
+            result = ScrapeResult(status="error")
+        log.debug("scraper : %s (%s, %d event(s))", scrape.scraper if allowed else "-", result.status,
+                  len(result.deliveries))
+        # Counters are read after the scrape's transaction: reading flushes this worker's buffer.
+        counters = self.state.counters(COUNTER_PREFIX)
+        total = sum(v for n, _, v in counters if n == EVENT_COUNT)
+        # (The original gave this the scraper_counts help text by mistake; the name is what matters.)
+        count = Metric(EVENT_COUNT, "One-shot events registered, all workers, across restarts (a counter).",
+                       "unknown")
+        count.add_sample(EVENT_COUNT, {}, total)
+        yield count
+        if result.pending:
+            backlog = GaugeMetricFamily(SCRAPER_COUNTS, "Scrapers currently being tracked and the events they "
+                                        "have yet to collect", labels=["scraper"])
+            for scraper, pending in sorted(result.pending.items()):
+                backlog.add_metric([scraper], pending)
+            yield backlog
+        if result.deliveries:
+            yield self._events_family(result.deliveries)
+        for name, help in ((DROPPED, "One-shot events a scraper lost before collecting them, once per scraper, by "
+                                     "reason (max_pending: backlog full, oldest first; scraper_timeout: forgotten)."),
+                           (REFUSED, "Scrapes that got no one-shot events because max_scrapers were tracked.")):
+            rows = [(labels, value) for n, labels, value in counters if n == name]
+            if rows:
+                family = CounterMetricFamily(name, help, labels=[k for k, _ in rows[0][0]])
+                for labels, value in rows:
+                    family.add_metric([v for _, v in labels], value)
+                yield family
+
+    def _events_family(self, deliveries: Sequence[Delivery]) -> Metric:
+        family = Metric(METRIC, "Events registered generically to the conversion service", "gauge")
+        decoded: Dict[str, Dict[str, str]] = {}
+        for d in deliveries:
+            labels = decoded.get(d.key)
+            if labels is None:
+                labels = decoded[d.key] = json.loads(d.key)
+            family.add_sample(METRIC, labels, d.value, _timestamp(d.time_ms) if self.explicit_timestamps else None)
+        return family
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        self.queue.close(timeout)
+
+
+def _timestamp(time_ms: int) -> Timestamp:
+    # Half a millisecond past the event's ms: the text format writes int(float(ts) * 1000) and
+    # Prometheus reads OpenMetrics seconds as int64(ts * 1000); both truncate, and a float such
+    # as 1700000000.001 can land just below its ms. From the middle both land on time_ms exactly.
+    seconds, ms = divmod(time_ms, 1000)
+    return Timestamp(seconds, ms * 1_000_000 + 500_000)

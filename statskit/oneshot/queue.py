@@ -1,0 +1,127 @@
+"""The one-shot queue interface: limits, deliveries, scrape results, and the choice of store."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Protocol
+
+
+from ..state import StateStore
+from .parsing import DROPPED, REFUSED, log
+
+# --------------------------------------------------------------------------- queues
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """Bounds of a one-shot queue (``[oneshot]`` in the configuration).
+
+    ``max_scrapers``: scrapers tracked at once. When all slots are taken, a new scraper is refused
+    (its scrape answers normally, without one-shot samples; counted in
+    ``events_to_metrics_scrapers_refused_total`` and logged) rather than evicting one: eviction
+    would let a client cycling through ``?scraper=`` names push real Prometheus servers out and
+    lose their pending events, whereas refusal only delays newcomers until a silent scraper is
+    forgotten after ``scraper_timeout``.
+    """
+
+    max_scrapers: int = 10
+    max_pending: int = 10000
+    scraper_timeout: float = 600.0
+    backfill: float = 0.0
+    maintain_every: int = 256  # POSTs between two clean-ups when nobody scrapes
+
+    def __post_init__(self) -> None:
+        if self.max_scrapers < 1 or self.max_pending < 1:
+            raise ValueError("[oneshot] max_scrapers and max_pending must be at least 1")
+        if self.scraper_timeout <= 0 or self.backfill < 0:
+            raise ValueError("[oneshot] scraper_timeout must be positive and backfill not negative")
+
+    @classmethod
+    def from_settings(cls, section: Any) -> "QueueLimits":
+        return cls(int(section.max_scrapers), int(section.max_pending), float(section.scraper_timeout),
+                   float(section.backfill))
+
+
+@dataclass
+class Delivery:
+    """One sample handed to a scraper."""
+
+    seq: int
+    time_ms: int
+    key: str
+    value: float
+
+
+@dataclass
+class ScrapeResult:
+    """What a scrape got: its samples, and every tracked scraper's backlog before the scrape."""
+
+    deliveries: List[Delivery] = field(default_factory=list)
+    pending: Dict[str, int] = field(default_factory=dict)
+    status: str = "known"  # known, new, refused, peek (HEAD: nothing changed) or error
+
+
+class OneShotQueue(Protocol):
+    """Storage of one-shot events and scraper cursors (see :mod:`statskit.oneshot.stores`)."""
+
+    def post(self, key: str, value: float, time_ms: int) -> None:
+        """Store an event (a backend may buffer it for a moment: see :meth:`flush`)."""
+
+    def scrape(self, scraper: str, now_ms: int, consume: bool = True) -> ScrapeResult:
+        """Hand ``scraper`` its next samples (at most one per series) and, when ``consume``,
+        mark them delivered. Unknown scrapers are registered (or refused when full)."""
+
+    def maintain(self, now_ms: int) -> None:
+        """Forget silent scrapers, trim backlogs to ``max_pending``, delete delivered events."""
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Make this process's buffered posts visible to every process; False on timeout."""
+
+    def stored(self) -> int:
+        """Events currently held."""
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Store what is buffered (graceful stop)."""
+
+
+class Reporter:
+    """Counts and logs what a queue drops or refuses (state counters are shared by all workers)."""
+
+    REFUSAL_LOG_INTERVAL = 60.0
+
+    def __init__(self, state: Optional[StateStore]) -> None:
+        self.state = state
+        self._refusals_logged: Dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def dropped(self, reason: str, count: int, scraper: str, detail: str) -> None:
+        if count <= 0:
+            return
+        if self.state is not None:
+            self.state.incr(DROPPED, (("reason", reason),), count)
+        log.warning("one-shot scraper %s: dropped %d pending event(s): %s", scraper, count, detail)
+
+    def forgotten(self, scraper: str, idle_s: float) -> None:
+        log.info("one-shot scraper %s forgotten after %.0f s without a scrape", scraper, idle_s)
+
+    def refused(self, scraper: str, max_scrapers: int) -> None:
+        if self.state is not None:
+            self.state.incr(REFUSED, (), 1)
+        now = time.monotonic()
+        with self._lock:  # one line per scraper per minute: Prometheus retries every interval
+            if now - self._refusals_logged.get(scraper, -math.inf) < self.REFUSAL_LOG_INTERVAL:
+                return
+            if len(self._refusals_logged) > 1000:
+                self._refusals_logged.clear()
+            self._refusals_logged[scraper] = now
+        log.warning("one-shot scraper %s refused: %d scrapers already tracked ([oneshot] max_scrapers); "
+                    "it gets no events until one is silent for scraper_timeout", scraper, max_scrapers)
+
+
+def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
+               reporter: Optional[Reporter] = None) -> OneShotQueue:
+    """The queue backend for a state store: SQLite next to an ``SQLiteState``, else in memory."""
+    from .stores import open_queue as _open
+
+    return _open(state, limits or QueueLimits(), reporter or Reporter(state))

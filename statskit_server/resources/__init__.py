@@ -1,1 +1,0 @@
-"""HTTP resources: each translates requests into library calls and nothing more."""
