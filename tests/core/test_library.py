@@ -126,7 +126,7 @@ def test_settings_precedence_ini_then_env_then_overrides(tmp_path):
 
 def test_development_ini_lists_every_option_with_its_default():
     """An operator reads development.ini to learn the keys: every one is there, at its default."""
-    path = Path(__file__).resolve().parents[1] / "development.ini"
+    path = Path(__file__).resolve().parents[2] / "development.ini"
     ini = configparser.ConfigParser()
     ini.read(path)
     missing = [f"[{o.section}] {o.key}" for o in OPTIONS if not ini.has_option(o.section, o.key)]

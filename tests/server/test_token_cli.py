@@ -12,7 +12,7 @@ from statskit.legacy_tokens import LegacyAccessFile, make_legacy_token, make_sec
 from statskit.tokens import TokenSigner
 from statskit_server.token_cli import main, parse_ttl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV_VARS = ("STATSKIT_SECRET_KEY", "STATSKIT_CONFIG", "STATS_ACCESS_IDENTITIES", "STATSKIT_DATA_DIR")
 
 

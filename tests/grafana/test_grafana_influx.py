@@ -11,7 +11,7 @@ from gunicorn_server import StatskitServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realserver]  # (its fixture starts InfluxDB itself)
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "statskit_server" / "dashboards" / "grafana-sessions.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "statskit_server" / "dashboards" / "grafana-sessions.json"
 DB = "grafana_usage"
 
 # (uuid, user login, dashboard name, payloads): three users, two dashboards; "c" is still open.

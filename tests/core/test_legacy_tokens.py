@@ -17,7 +17,7 @@ from statskit.legacy_tokens import (LEGACY_SCOPES, LegacyAccessFile, LegacyAcces
 from statskit.tokens import ExpiredToken, Identity, InvalidSignature, MalformedToken, TokenError, UnknownToken
 from statskit_server import create_app
 
-SPEC = Path(__file__).resolve().parents[1] / ".." / "shared" / "spec"
+SPEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "spec"
 VECTORS_FILE = SPEC / "legacy-token-vectors.json"
 
 if not VECTORS_FILE.exists():  # pragma: no cover - the spec folder sits next to the repository
