@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
 
+from .plugins import load_group
+
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the setting."""
@@ -118,6 +120,14 @@ def choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def parse_name(value: str) -> str:
+    """A plugin name: lower-case letters, digits, ``_`` and ``-``."""
+    name = value.strip().lower()
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+        raise ValueError(f"{value!r} is not a name")
+    return name
+
+
 def parse_positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -187,7 +197,8 @@ OPTIONS: list = [
     Option("limits", "max_event_bytes", 64 * 1024, _Z, "STATSKIT_MAX_EVENT_BYTES", None, "one event's JSON size limit (413)"),
     Option("limits", "max_batch_events", 10000, _I, None, None, "events in one POST /log/events (413)"),
     # --- state store shared by the workers
-    Option("state", "backend", "sqlite", choice("sqlite", "memory"), "STATSKIT_STATE", "--state", "sqlite or memory"),
+    Option("state", "backend", "sqlite", parse_name, "STATSKIT_STATE", "--state",
+           "sqlite, memory, or a backend registered under the statskit.backends entry point"),
     Option("state", "flush_interval", 1.0, _D, None, None, "how often buffered counters reach the store"),
     # --- sinks
     Option("sinks", "enabled", ["sqlite", "stdout", "prometheus"], _L, "STATSKIT_SINKS", "--sinks",
@@ -224,10 +235,13 @@ def register_options(options: Iterable[Option]) -> None:
             _BY_SECTION.setdefault(opt.section, []).append(opt)
 
 
-def _load_feature_options() -> None:
-    from .feature import load_features  # features import config: imported when first needed
+FEATURE_GROUP = "statskit.features"
 
-    load_features()
+
+def _load_feature_options() -> None:
+    """Register the options of every installed feature (the ``statskit.features`` entry point)."""
+    for feature in load_group(FEATURE_GROUP).values():
+        register_options(getattr(feature, "options", ()))
 
 
 class Settings(SimpleNamespace):

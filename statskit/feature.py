@@ -35,19 +35,15 @@ point to a ``mount(app, service, web)`` function.
 """
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, List, Optional, Protocol, Sequence, runtime_checkable
 
-from .config import Option, Settings, register_options
-
-log = logging.getLogger("statskit.feature")
+from .config import FEATURE_GROUP, Option, Settings, register_options
+from .plugins import load_group
 
 #: What a graceful stop calls: flush what is buffered within ``timeout`` seconds.
 Closer = Callable[[Optional[float]], None]
 
-ENTRY_POINT_GROUP = "statskit.features"
 
 
 @dataclass
@@ -80,32 +76,9 @@ class Feature(Protocol):
         """Build the feature's service (called once per process, after the fork)."""
 
 
-_features: Optional[Dict[str, Feature]] = None
-_lock = threading.Lock()
-
-
 def load_features() -> List[Feature]:
     """Every registered feature (entry points), their options registered with the config."""
-    global _features
-    with _lock:
-        if _features is None:
-            found: Dict[str, Feature] = {}
-            for ep in entry_points_of(ENTRY_POINT_GROUP):
-                try:
-                    feature = ep.load()
-                except Exception:
-                    log.exception("cannot load feature %s (%s)", ep.name, ep.value)
-                    continue
-                found[feature.name] = feature
-                register_options(feature.options)
-            _features = found
-        return list(_features.values())
-
-
-def entry_points_of(group: str) -> List[Any]:
-    from importlib.metadata import entry_points
-
-    eps = entry_points()
-    if hasattr(eps, "select"):  # Python 3.10+
-        return list(eps.select(group=group))
-    return list(eps.get(group, []))  # type: ignore[attr-defined]  # Python 3.9
+    features = load_group(FEATURE_GROUP)
+    for feature in features.values():
+        register_options(feature.options)
+    return list(features.values())

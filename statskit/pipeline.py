@@ -18,7 +18,7 @@ from typing import Any, List, Optional, Sequence
 from .errors import Unavailable, is_transient
 from .events import Event
 from .sinks import EventReader, Sink, build_sinks
-from .state import StateStore, open_state
+from .state import StateStore, open_backend
 
 log = logging.getLogger("statskit.pipeline")
 
@@ -105,5 +105,5 @@ class Pipeline:
 def build_pipeline(settings: Any, state: Optional[StateStore] = None) -> Pipeline:
     """The pipeline that ``settings`` describes (``[sinks] enabled``, ``[state] backend``)."""
     if state is None:
-        state = open_state(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
+        state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
     return Pipeline(build_sinks(settings.sinks.enabled, settings, state), state)

@@ -6,15 +6,11 @@ one daemon thread, a bounded queue that drops the *newest* event when full, batc
 """
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import socket
-import sys
 import threading
 import time
 import warnings
-import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote
 
@@ -23,6 +19,7 @@ import requests
 from statskit.events import new_id
 from statskit.worker import BatchWorker, RetryableError
 
+from . import lifecycle
 from .errors import ClientWarning, DroppedError, SendError
 from .transport import DEFAULT_URL, RetryableSendError, Transport, check, encode_json
 
@@ -57,7 +54,6 @@ WARN_INTERVAL = 10.0  # seconds between two "events dropped" warnings of one cli
 _NEEDS = "log() needs an event dict with 'uid' and 'event', or a list of points {measurement, tags, fields}"
 
 _time_ns = time.time_ns
-_instances: "weakref.WeakSet[Analytics]" = weakref.WeakSet()
 _current: Optional["Analytics"] = None
 
 
@@ -111,7 +107,7 @@ class Analytics:
                 max_latency=float(cfg["flush_interval"]), max_retries=cfg["max_retries"],
                 max_backoff=float(cfg["max_backoff"]), on_drop=self._on_worker_drop, name="statskit-client")
             self._submit = self._worker.submit
-        _instances.add(self)  # for the atexit drain and the after-fork reset
+        lifecycle.track(self)  # for the atexit drain and the after-fork reset
 
     # --- the stats-client singleton -------------------------------------------------------
     @classmethod
@@ -332,7 +328,7 @@ class Analytics:
     def shutdown(self, timeout: Optional[float] = 10.0) -> bool:
         """Flush for at most ``timeout`` s, then stop the thread; events still queued are dropped
         (reported as ``"shutdown"``), as are events logged afterwards."""
-        _instances.discard(self)
+        lifecycle.untrack(self)
         if self._worker is None:
             return True
         left = len(self._worker)
@@ -399,43 +395,3 @@ def _validate(data: Any) -> Tuple[bool, List[Event]]:
 def current() -> Optional[Analytics]:
     """The client made by ``init``, or None."""
     return _current
-
-
-def _drain_at_exit() -> None:
-    """atexit: deliver what is queued so a short script loses nothing, within each client's
-    ``exit_timeout``; the clients share one deadline, so the longest bound is the total bound."""
-    clients = list(_instances)
-    deadline = time.monotonic() + max((c.exit_timeout for c in clients), default=0.0)
-    for client in clients:
-        if client.queued:
-            client.shutdown(max(0.0, min(client.exit_timeout, deadline - time.monotonic())))
-        else:
-            client._report_unreported()
-
-
-def _after_fork_in_child() -> None:
-    for client in list(_instances):
-        client._after_fork_in_child()
-    # multiprocessing's forked children leave with os._exit(): atexit never runs there, its own
-    # finalizers do. Registered in its after-fork list because it clears its finalizers first.
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None and _instances:
-        mp_util.register_after_fork(_MP_MARKER, _register_mp_finalizer)
-
-
-class _Marker:
-    """multiprocessing keeps after-fork callbacks in a weak dict: it needs a live object."""
-
-
-_MP_MARKER = _Marker()
-
-
-def _register_mp_finalizer(_: object) -> None:
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, _drain_at_exit, exitpriority=100)
-
-
-atexit.register(_drain_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -26,10 +26,11 @@ import falcon
 import orjson
 
 from statskit.config import Settings, load_settings
-from statskit.feature import Context, Feature, entry_points_of, load_features
+from statskit.feature import Context, Feature, load_features
+from statskit.plugins import entry_points_of
 from statskit.metrics import MetricSource, StateMetrics
 from statskit.pipeline import Pipeline, build_pipeline
-from statskit.state import StateStore, open_state
+from statskit.state import StateStore, open_backend
 
 from . import errors
 from .auth import Authenticator
@@ -84,7 +85,7 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
         settings = load_settings(os.environ.get("STATSKIT_CONFIG") or None)
     if pipeline is None:
         if state is None:
-            state = open_state(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
+            state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
         pipeline = build_pipeline(settings, state)
     runtime = Runtime(settings, pipeline.state, pipeline)
     runtime.metric_sources.append(StateMetrics(runtime.state))

@@ -52,6 +52,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def check_settings(settings: Settings) -> None:
     """What only makes sense for a served app, refused before gunicorn starts (a worker that
     fails to boot says far less)."""
+    from statskit.state import backend_names
+
+    if settings.state.backend not in backend_names():
+        raise ConfigError(f"[state] backend {settings.state.backend!r} is unknown: use {' or '.join(backend_names())}")
     if settings.state.backend == "memory" and settings.server.workers > 1:
         raise ConfigError(f"[state] backend memory keeps counters, sessions and one-shot queues in each "
                           f"process: with {settings.server.workers} workers, /metrics would answer "

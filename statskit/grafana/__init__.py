@@ -29,7 +29,8 @@ from .decoding import decode_payload, unflatten
 from .feature import FEATURE
 from .metrics import GrafanaMetrics
 from .payload import Payload, value_text
-from .sessions import DURATION, PREFIX, SESSIONS, SessionCache, SessionRecord, Step, label_names, open_cache_for_tests, session_labels
+from .sessions import DURATION, PREFIX, SESSIONS, SessionCache, SessionRecord, Step, label_names, session_labels
+from .stores import open_cache_for_tests
 from .tracker import SessionTracker
 
 __all__ = ["DURATION", "FEATURE", "PREFIX", "SESSIONS", "GrafanaMetrics", "Payload", "SessionCache", "SessionRecord",

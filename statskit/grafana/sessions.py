@@ -52,7 +52,7 @@ time zone) do not move it: each series then counts whole sessions, so
 subtracted from a series (the original moved the whole session to the new series).
 
     >>> from statskit.state.memory import MemoryState
-    >>> from statskit.grafana import SessionTracker, decode_payload
+    >>> from statskit.grafana import SessionTracker, decode_payload, open_cache_for_tests
     >>> state = MemoryState()
     >>> tracker = SessionTracker(state, open_cache_for_tests())
     >>> body = '{"uuid": "s1", "type": "%s", "time": %d, "options": {"heartbeatInterval": 60}}'
@@ -330,13 +330,6 @@ class SessionCache(Protocol):
         limit; returns how many were forgotten. ``apply`` also calls it when due."""
 
     def close(self) -> None: ...
-
-
-def open_cache_for_tests(max_size: int = 0, idle_timeout: float = 0.0) -> SessionCache:
-    """An in-memory cache (handy in doctests and library use)."""
-    from .stores import MemorySessionCache
-
-    return MemorySessionCache(max_size, idle_timeout)
 
 
 def label_names(user_metrics: bool = True) -> List[str]:

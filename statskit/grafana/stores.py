@@ -27,8 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
-from .sessions import Change, SessionRecord
-from ..state import LabelKey, StateStore
+from .sessions import Change, SessionCache, SessionRecord
+from ..state import LabelKey, StateStore, store_for
 
 log = logging.getLogger("statskit.sessions")
 
@@ -45,17 +45,10 @@ def low_water(max_size: int) -> int:
     return max(0, max_size - max(1, max_size // 100))
 
 
-def open_session_cache(state: StateStore, max_size: int, idle_timeout: float) -> Any:
-    """The cache that goes with ``state``: SQLite on its database, or memory."""
-    factory = getattr(state, "session_cache", None)
-    if callable(factory):
-        return factory(max_size, idle_timeout)
-    db = getattr(state, "db", None)
-    from ..state.sqlite import SQLiteDB, SQLiteState
-
-    if isinstance(state, SQLiteState) and isinstance(db, SQLiteDB):
-        return SQLiteSessionCache(db, max_size, idle_timeout)
-    return MemorySessionCache(max_size, idle_timeout)
+def open_session_cache(state: StateStore, max_size: int, idle_timeout: float) -> SessionCache:
+    """The cache that goes with the state backend: SQLite on its database, else memory."""
+    tuned = {"sqlite": lambda backend: SQLiteSessionCache(backend.db, max_size, idle_timeout)}
+    return store_for(state, tuned, lambda _: MemorySessionCache(max_size, idle_timeout), "Grafana sessions")
 
 
 # --------------------------------------------------------------------------- memory
@@ -336,3 +329,8 @@ def _check_int64(record: SessionRecord) -> None:
     for value in (record.start, record.first, record.interval, *record.window):
         if not _INT64[0] <= value <= _INT64[1]:
             raise OverflowError("session time outside int64")
+
+
+def open_cache_for_tests(max_size: int = 0, idle_timeout: float = 0.0) -> SessionCache:
+    """An in-memory cache (handy in doctests and library use)."""
+    return MemorySessionCache(max_size, idle_timeout)

@@ -6,6 +6,8 @@ import time as _time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .payload import Payload
+from ..errors import RetryableError, is_transient
+from ..worker import BatchWorker
 from ..state import LabelKey, StateStore
 from .sessions import (UNSAVED_DASHBOARD, DURATION, SESSIONS, Change, SessionCache, Step, advance,
                        kind_of, session_key, session_labels, log)
@@ -97,8 +99,6 @@ class SessionTracker:
             self.process_many([item])
 
     def _start_worker(self) -> Any:
-        from ..worker import BatchWorker
-
         with self._worker_lock:
             if self._worker is None:
                 self._worker = BatchWorker(self._apply_batch, max_queue=self.max_queue, batch_size=1000,
@@ -107,16 +107,12 @@ class SessionTracker:
             return self._worker
 
     def _apply_batch(self, items: List[Tuple[Payload, float]]) -> None:
-        import sqlite3
-
-        from ..worker import RetryableError
-
         try:
             self.process_many(items)
-        except sqlite3.OperationalError as exc:  # locked or busy: nothing was applied, retry
-            raise RetryableError(str(exc)) from exc
-        except Exception:
-            if len(items) == 1:
+        except Exception as exc:
+            if is_transient(exc):  # the store is locked, busy or down: nothing was applied, retry
+                raise RetryableError(str(exc)) from exc
+            if len(items) == 1:  # a bug (e.g. "no such column"): retrying would not help
                 log.exception("applying a panel payload failed")
                 raise  # dropped: counted and logged by _dropped
             # Nothing of the batch was applied (the cache's apply is all or nothing): one bad

@@ -65,7 +65,8 @@ from .collector import OneShot
 from .feature import FEATURE
 from .parsing import (COUNTER_PREFIX, DROPPED, EVENT_COUNT, METRIC, REFUSED, SCRAPER_COUNTS, TOKEN_PARAM, VALUE_PARAM,
                       OneShotEvent, parse_event, parse_form, parse_value, query_bytes, series_key)
-from .queue import Delivery, OneShotQueue, QueueLimits, Reporter, ScrapeResult, open_queue
+from .queue import Delivery, OneShotQueue, QueueLimits, Reporter, ScrapeResult
+from .stores import open_queue
 
 __all__ = ["COUNTER_PREFIX", "DROPPED", "EVENT_COUNT", "FEATURE", "METRIC", "REFUSED", "SCRAPER_COUNTS", "TOKEN_PARAM",
            "VALUE_PARAM", "Delivery", "OneShot", "OneShotEvent", "OneShotQueue", "QueueLimits", "Reporter",

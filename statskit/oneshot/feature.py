@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..config import Option, Settings, parse_bool, parse_duration, parse_positive_duration, parse_positive_int
 from ..feature import Built, Context
 from .collector import OneShot
-from .queue import QueueLimits, Reporter, open_queue
+from .queue import QueueLimits, Reporter
+from .stores import open_queue
 
 _B, _D, _P, _PD = parse_bool, parse_duration, parse_positive_int, parse_positive_duration
 

@@ -1,7 +1,6 @@
 """Parsing one-shot events: form pairs, Go-compatible values, label rules, scraper names."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import math

@@ -117,11 +117,3 @@ class Reporter:
             self._refusals_logged[scraper] = now
         log.warning("one-shot scraper %s refused: %d scrapers already tracked ([oneshot] max_scrapers); "
                     "it gets no events until one is silent for scraper_timeout", scraper, max_scrapers)
-
-
-def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
-               reporter: Optional[Reporter] = None) -> OneShotQueue:
-    """The queue backend for a state store: SQLite next to an ``SQLiteState``, else in memory."""
-    from .stores import open_queue as _open
-
-    return _open(state, limits or QueueLimits(), reporter or Reporter(state))

@@ -2,23 +2,20 @@
 from __future__ import annotations
 
 
+from typing import Optional
+
 from .queue import OneShotQueue, QueueLimits, Reporter
-from ..state import StateStore
+from ..state import StateStore, store_for
 from .store_memory import MemoryQueue
 from .store_sqlite import SQLiteQueue
-from .store_common import log
 
 # --------------------------------------------------------------------------- choice
 
 
-def open_queue(state: StateStore, limits: QueueLimits, reporter: Reporter) -> OneShotQueue:
-    """SQLite when the state store is SQLite (same database), else in memory."""
-    from ..state.memory import MemoryState
-    from ..state.sqlite import SQLiteState
-
-    if isinstance(state, SQLiteState):
-        return SQLiteQueue(state.db, limits, reporter)
-    if not isinstance(state, MemoryState):
-        log.warning("one-shot events: no shared queue for %s; using one in memory per process "
-                    "(each gunicorn worker then has its own scrapers and events)", type(state).__name__)
-    return MemoryQueue(limits, reporter)
+def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
+               reporter: Optional[Reporter] = None) -> OneShotQueue:
+    """The queue for a state store: SQLite next to an ``SQLiteState`` (same database), else in memory."""
+    limits = limits or QueueLimits()
+    reporter = reporter or Reporter(state)
+    tuned = {"sqlite": lambda backend: SQLiteQueue(backend.db, limits, reporter)}
+    return store_for(state, tuned, lambda _: MemoryQueue(limits, reporter), "one-shot events")

@@ -27,6 +27,7 @@ import importlib
 from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 from ..events import Event
+from ..plugins import entry_points_of
 
 BUILTIN_SINKS: Dict[str, str] = {
     "sqlite": "statskit.sinks.sqlite:SQLiteSink",
@@ -63,11 +64,7 @@ class EventReader(Protocol):
 def _resolve(name: str) -> Any:
     target = BUILTIN_SINKS.get(name)
     if target is None:
-        from importlib.metadata import entry_points
-
-        eps = entry_points()
-        group = eps.select(group="statskit.sinks") if hasattr(eps, "select") else eps.get("statskit.sinks", [])
-        for ep in group:
+        for ep in entry_points_of("statskit.sinks"):
             if ep.name == name:
                 return ep.load()
         raise ValueError(f"unknown sink {name!r}: built-in sinks are {', '.join(BUILTIN_SINKS)}; "

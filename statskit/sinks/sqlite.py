@@ -18,7 +18,7 @@ import time
 from typing import Any, List, Optional, Sequence
 
 from ..events import Event, id_time
-from ..state.sqlite import SQLiteDB, SQLiteState, database_path
+from ..state.sqlite import SQLiteDB, database_path
 from ..worker import BatchWorker, RetryableError
 
 log = logging.getLogger("statskit.sinks.sqlite")
@@ -56,7 +56,7 @@ class SQLiteSink:
     @classmethod
     def from_settings(cls, settings: Any, state: Any) -> "SQLiteSink":
         # Share the state's database when there is one: one file, one WAL, one set of connections.
-        db = state.db if isinstance(state, SQLiteState) else SQLiteDB(database_path(settings.server.data_dir))
+        db = state.db if state.name == "sqlite" else SQLiteDB(database_path(settings.server.data_dir))
         return cls(db, settings.sqlite.retention_days)
 
     def emit(self, events: Sequence[Event]) -> None:

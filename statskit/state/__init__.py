@@ -13,7 +13,13 @@ workers of a host share and that survives restarts).
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Mapping, Optional, Protocol, Tuple, Union
+import importlib
+import logging
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
+
+from ..plugins import entry_points_of, load_group
+
+log = logging.getLogger("statskit.state")
 
 LabelKey = Tuple[Tuple[str, str], ...]
 Labels = Union[Mapping[str, str], LabelKey]
@@ -27,8 +33,14 @@ def label_key(labels: Labels) -> LabelKey:
     return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
 
 
-class StateStore(Protocol):
-    """What the library needs from shared state."""
+class Backend(Protocol):
+    """What every state backend offers: counters that never go down, buffered per process.
+
+    ``name`` is what features choose their stores by (:func:`store_for`): a backend is named
+    once, and nothing else inspects its class. ``is_transient(exc)`` tells a store that is busy
+    or down (retry later, answer 503) from a bug."""
+
+    name: str
 
     def incr(self, name: str, labels: Labels = (), amount: float = 1.0) -> None:
         """Add ``amount`` (>= 0) to a counter; may be buffered for up to ``flush_interval``."""
@@ -39,21 +51,56 @@ class StateStore(Protocol):
     def flush(self) -> None:
         """Push this process's buffered increments to the shared store."""
 
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (raised by this backend or a store on it) is worth retrying."""
+
     def close(self) -> None:
         """Flush and release resources."""
 
 
-def open_state(backend: str, data_dir: Optional[str] = None, flush_interval: float = 1.0) -> StateStore:
-    """Build the state store named in ``[state] backend``."""
-    if backend == "memory":
-        from .memory import MemoryState
+StateStore = Backend  # the name used before backends were pluggable
 
-        return MemoryState()
-    if backend == "sqlite":
-        from .sqlite import SQLiteState, database_path
+#: Built-in backends; others register under the ``statskit.backends`` entry point, as a
+#: callable ``(data_dir, flush_interval) -> Backend``.
+BUILTIN_BACKENDS = {"memory": "statskit.state.memory:open_memory", "sqlite": "statskit.state.sqlite:open_sqlite"}
+BACKEND_GROUP = "statskit.backends"
 
-        return SQLiteState(database_path(data_dir or "."), flush_interval=flush_interval)
-    raise ValueError(f"unknown state backend {backend!r} (use sqlite or memory)")
+
+def backend_names() -> List[str]:
+    return sorted(set(BUILTIN_BACKENDS) | {ep.name for ep in entry_points_of(BACKEND_GROUP)})
+
+
+def open_backend(name: str, data_dir: Optional[str] = None, flush_interval: float = 1.0) -> Backend:
+    """The backend named in ``[state] backend``."""
+    target = BUILTIN_BACKENDS.get(name)
+    if target is not None:
+        module, _, attr = target.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    else:
+        factory = load_group(BACKEND_GROUP).get(name)
+        if factory is None:
+            raise ValueError(f"unknown state backend {name!r} (use {' or '.join(backend_names())})")
+    return factory(data_dir or ".", flush_interval)  # type: ignore[no-any-return]
+
+
+open_state = open_backend  # the name used before backends were pluggable
+
+T = TypeVar("T")
+
+
+def store_for(backend: Backend, tuned: Mapping[str, Callable[[Any], T]], generic: Callable[[Backend], T],
+              what: str) -> T:
+    """A feature's store for ``backend``: the one tuned for its name, else ``generic``.
+
+    The generic store keeps ``what`` in each process only, so a backend shared by several
+    processes without a tuned store is logged once here (each worker would see its own)."""
+    make = tuned.get(backend.name)
+    if make is not None:
+        return make(backend)
+    if backend.name != "memory":
+        log.warning("%s: no store for the %r state backend; keeping it in memory per process "
+                    "(each gunicorn worker then has its own)", what, backend.name)
+    return generic(backend)
 
 
 def sum_by(rows: Iterable[CounterRow], name: str) -> float:

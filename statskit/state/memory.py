@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from . import CounterRow, LabelKey, Labels, label_key
 
 
 class MemoryState:
     """Counters in a dict guarded by a lock."""
+
+    name = "memory"
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -30,3 +32,11 @@ class MemoryState:
 
     def close(self) -> None:
         pass
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return False
+
+
+def open_memory(data_dir: Optional[str] = None, flush_interval: float = 0.0) -> MemoryState:
+    """The memory backend (``[state] backend = memory``): nothing is shared or persisted."""
+    return MemoryState()

@@ -16,6 +16,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Tuple
 
+from ..errors import is_transient
 from . import CounterRow, LabelKey, Labels, label_key
 
 DATABASE_NAME = "statskit.db"
@@ -146,6 +147,8 @@ class SQLiteState:
     answering a scrape always shows its own increments; other processes' show within one interval.
     """
 
+    name = "sqlite"
+
     def __init__(self, path: str, flush_interval: float = 1.0) -> None:
         self.db = SQLiteDB(path)
         self.db.ensure_schema(_COUNTERS_SCHEMA)
@@ -216,6 +219,15 @@ class SQLiteState:
         # server builds the schema in the gunicorn master, and a connection left open there
         # (or closed late, by another thread) checkpoints and removes the WAL under the workers.
         self.db.close()
+
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+
+def open_sqlite(data_dir: str, flush_interval: float = 1.0) -> SQLiteState:
+    """The embedded default (``[state] backend = sqlite``): ``<data_dir>/statskit.db``."""
+    return SQLiteState(database_path(data_dir), flush_interval=flush_interval)
 
 
 def _encode_labels(lk: LabelKey) -> str:

@@ -33,7 +33,7 @@ POST and PUT answers carry ``Access-Control-Allow-Origin`` for an allowed ``Orig
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import falcon
 

@@ -22,7 +22,7 @@ from the body (other bodies are ignored, as the original did); the rules are in
 from __future__ import annotations
 
 import math
-from typing import Any, List, Tuple, Union
+from typing import List, Tuple, Union
 
 import falcon
 import orjson

@@ -1,0 +1,111 @@
+"""The layout's rules (ARCHITECTURE.rst), checked on the source: no import cycle among the
+project's modules, the core imports no feature package, and old module paths still work for
+one release with a DeprecationWarning."""
+from __future__ import annotations
+
+import ast
+import importlib
+import runpy
+import sys
+import warnings
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("statskit", "statskit_server", "statskit_client")
+# The root conftest.py lists the deprecated aliases (so that --doctest-modules skips them).
+ALIASES = {a[:-3].replace("/", ".") for a in runpy.run_path(str(ROOT / "conftest.py"))["DEPRECATED_ALIASES"]}
+
+
+def feature_packages() -> Set[str]:
+    return {p.parent.name for p in (ROOT / "statskit").glob("*/feature.py")}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> Set[str]:
+    """Every project module ``path`` imports, at top level or inside functions."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: Set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: List[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        found.update(t for t in targets if t.split(".")[0] in PACKAGES)
+    return found
+
+
+def graph() -> Dict[str, Set[str]]:
+    modules = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    edges: Dict[str, Set[str]] = {}
+    for name, path in modules.items():
+        if name in ALIASES:
+            continue
+        # "from pkg import mod" names a module when pkg.mod is one; else it is pkg's attribute.
+        edges[name] = {t for t in imports_of(path) if t in modules and t != name}
+    return edges
+
+
+def test_no_import_cycles():
+    edges = graph()
+    # A package's __init__ re-exporting its own submodules is not a cycle of logic.
+    edges = {m: {t for t in ts if not (is_package(m) and t.startswith(m + "."))} for m, ts in edges.items()}
+    cycles: List[List[str]] = []
+    done: Set[str] = set()
+
+    def visit(node: str, path: List[str]) -> None:
+        for nxt in sorted(edges.get(node, ())):
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in done:
+                visit(nxt, path + [nxt])
+        done.add(node)
+
+    for module in sorted(edges):
+        if module not in done:
+            visit(module, [module])
+    assert cycles == []
+
+
+def is_package(module: str) -> bool:
+    return (ROOT / module.replace(".", "/") / "__init__.py").exists()
+
+
+def test_the_core_imports_no_feature_package():
+    features = feature_packages()
+    assert {"grafana", "oneshot"} <= features
+    leaks = sorted((m, t) for m, ts in graph().items() if m.startswith("statskit.")
+                   and m.split(".")[1] not in features for t in ts
+                   if t.startswith("statskit.") and t.split(".")[1] in features)
+    assert leaks == []
+
+
+def test_no_module_is_over_about_400_lines():
+    long = {module_name(p): n for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
+            if (n := p.read_text().count("\n")) > 420}
+    assert long == {}
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_old_module_paths_still_work_and_warn(alias):
+    sys.modules.pop(alias, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(alias)
+    assert any(issubclass(w.category, DeprecationWarning) and alias in str(w.message) for w in caught)
+    assert [n for n in dir(module) if not n.startswith("_")]  # still exports what it did
