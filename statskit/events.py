@@ -15,7 +15,6 @@ Two shapes come from stats-service's two API generations:
 """
 from __future__ import annotations
 
-import orjson
 import math
 import os
 import random
@@ -24,6 +23,9 @@ import time as _time
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Union
 
+import orjson
+
+from .constants import INT64_MAX, INT64_MIN
 from .errors import TooLarge, ValidationError
 
 Scalar = Union[str, int, float, bool]
@@ -44,7 +46,7 @@ _RESERVED_FIELDS = ("measurement", "fields")  # they would make a stored event r
 _RESERVED_KEYS = frozenset({"time", "_measurement", "_field", "_time", "_value", "_start", "_stop"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Earliest and latest times an int64 nanosecond timestamp (InfluxDB's) can hold.
-_MIN_NS, _MAX_NS = 0, 2**63 - 1
+_MIN_NS, _MAX_NS = 0, INT64_MAX
 
 
 class Event:
@@ -213,7 +215,7 @@ def _check_text(value: Any, field: str, index: Optional[int], allow_int: bool = 
 def _check_scalar(key: str, value: Any, index: Optional[int]) -> Scalar:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError(f"field {key!r} must be a finite number", field=key, index=index)
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
         raise ValidationError(f"field {key!r} does not fit a 64-bit integer", field=key, index=index)
     return value
 

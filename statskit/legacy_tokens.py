@@ -38,8 +38,16 @@ import secrets as _secrets
 from typing import Any, Dict, List, Optional, Tuple
 
 from statskit.config import ConfigError
+
 # TokenError is re-exported: callers of this module need no second import to catch it.
-from statskit.tokens import ExpiredToken, Identity, InvalidSignature, MalformedToken, TokenError, UnknownToken
+from statskit.tokens import (
+    ExpiredToken,
+    Identity,
+    InvalidSignature,
+    MalformedToken,
+    TokenError,
+    UnknownToken,
+)
 
 __all__ = [
     "LEGACY_SCOPES",

@@ -27,9 +27,9 @@ import orjson
 
 from statskit.config import Settings, load_settings
 from statskit.feature import Context, Feature, load_features
-from statskit.plugins import entry_points_of
 from statskit.metrics import MetricSource, StateMetrics
 from statskit.pipeline import Pipeline, build_pipeline
+from statskit.plugins import entry_points_of
 from statskit.state import StateStore, open_backend
 
 from . import errors

@@ -15,11 +15,17 @@ import sys
 from typing import Any, List, Optional
 
 from statskit import __version__, logs
-from statskit.config import ConfigError, Settings, flag_options, load_settings, parse_bool
+from statskit.config import (
+    ConfigError,
+    Settings,
+    flag_options,
+    load_settings,
+    parse_bool,
+)
+from statskit.constants import SECRET_FILE
 
 log = logging.getLogger("statskit.server")
 
-SECRET_FILE = "secret.key"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,14 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
-from statskit.config import ConfigError, Settings, load_settings, parse_duration, parse_list
+from statskit.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_duration,
+    parse_list,
+)
+from statskit.constants import SECRET_FILE
 from statskit.legacy_tokens import (
     LegacyAccessFile,
     LegacyAccessFileError,
@@ -41,7 +48,6 @@ PROG = "statskit-token"
 
 # Same name as statskit_server.cli.SECRET_FILE; not imported from there because that module's
 # package pulls in falcon, and this command must start fast.
-SECRET_FILE = "secret.key"
 
 #: accesshelper's default --access_json.
 DEFAULT_ACCESS_JSON = "/data/access.json"

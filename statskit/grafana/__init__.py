@@ -29,7 +29,16 @@ from .decoding import decode_payload, unflatten
 from .feature import FEATURE
 from .metrics import GrafanaMetrics
 from .payload import Payload, value_text
-from .sessions import DURATION, PREFIX, SESSIONS, SessionCache, SessionRecord, Step, label_names, session_labels
+from .sessions import (
+           DURATION,
+           PREFIX,
+           SESSIONS,
+           SessionCache,
+           SessionRecord,
+           Step,
+           label_names,
+           session_labels,
+)
 from .stores import open_cache_for_tests
 from .tracker import SessionTracker
 

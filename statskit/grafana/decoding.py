@@ -38,7 +38,15 @@ from typing import Any, Dict
 import orjson
 
 from ..errors import ValidationError
-from .payload import MAX_DEPTH, MAX_FLAT_INDEX, Payload, _check_depth, _fold, _json_type, value_text  # noqa: F401  (value_text: re-exported)
+from .payload import (  # noqa: F401  (value_text: re-exported)
+    MAX_DEPTH,
+    MAX_FLAT_INDEX,
+    Payload,
+    _check_depth,
+    _fold,
+    _json_type,
+    value_text,
+)
 
 # --------------------------------------------------------------------------- decoding
 

@@ -38,8 +38,8 @@ from prometheus_client.core import Metric
 
 from .. import __version__
 from ..metrics import Scrape
-from .sessions import DURATION, PREFIX, SESSIONS, label_names
 from ..state import StateStore
+from .sessions import DURATION, PREFIX, SESSIONS, label_names
 
 log = logging.getLogger("statskit.sessions")
 

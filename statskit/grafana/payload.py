@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Tuple
 
-
+from ..constants import INT64_MAX, INT64_MIN
 from ..errors import ValidationError
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # A flattened list index above this is not a list (it would make us allocate that many slots).
 MAX_FLAT_INDEX = 10_000
 # Nesting allowed in variable values and in flattened keys (the panel sends strings, 4 levels deep).

@@ -66,8 +66,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, List, Optional, Protocol, Sequence, Tuple
 
+from ..labels import LabelKey
 from .payload import Payload
-from ..state import LabelKey
 
 log = logging.getLogger("statskit.sessions")
 

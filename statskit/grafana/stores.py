@@ -25,10 +25,10 @@ import struct
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import orjson
-
+from ..constants import INT64_MAX, INT64_MIN
+from ..labels import LabelKey, decode_labels, encode_labels
+from ..state import StateStore, store_for
 from .sessions import Change, SessionCache, SessionRecord
-from ..state import LabelKey, StateStore, store_for
 
 log = logging.getLogger("statskit.sessions")
 
@@ -208,7 +208,6 @@ _INSERT = f"INSERT INTO grafana_sessions (uuid, {_COLUMNS}) VALUES (?, ?, ?, ?, 
 _SET = "started = ?, start_t = ?, first_t = ?, window = ?, end_t = ?, heartbeats = ?, base = ?, credited = ?, interval_s = ?"
 _UPDATE = f"UPDATE grafana_sessions SET {_SET} WHERE uuid = ?"
 _UPDATE_SEEN = f"UPDATE grafana_sessions SET {_SET}, seen = ? WHERE uuid = ?"
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 class SQLiteSessionCache:
@@ -228,23 +227,14 @@ class SQLiteSessionCache:
         self.idle_timeout = idle_timeout
         db.ensure_schema(_SCHEMA)
         self._lock = threading.Lock()
-        self._labels: Dict[str, LabelKey] = {}
         self._next_maintain = 0.0
         self._new_since_maintain = 0
         self._new_budget = max(1, max_size // 100) if max_size > 0 else 0
         self.seen_step = min(SEEN_RESOLUTION, idle_timeout / 4) if idle_timeout > 0 else SEEN_RESOLUTION
 
-    def _decode_labels(self, text: str) -> LabelKey:
-        labels = self._labels.get(text)
-        if labels is None:
-            if len(self._labels) >= 10000:
-                self._labels.clear()  # bounded; label sets are few in practice
-            labels = self._labels[text] = tuple((k, v) for k, v in orjson.loads(text))
-        return labels
-
     def _record(self, row: tuple) -> SessionRecord:
         labels, started, start, first, window, end, hbs, base, credited, interval, seen = row
-        return SessionRecord(self._decode_labels(labels), bool(started), start, first,
+        return SessionRecord(decode_labels(labels), bool(started), start, first,
                              tuple(int(t) for t in window.split(",")), end, hbs, base, credited, interval, seen)
 
     def _rounded(self, seen: float) -> float:
@@ -273,7 +263,7 @@ class SQLiteSessionCache:
                           record.base, record.credited, record.interval)
                 seen = self._rounded(record.seen)
                 if row is None:
-                    conn.execute(_INSERT, (uuid, orjson.dumps(record.labels).decode()) + values + (seen,))
+                    conn.execute(_INSERT, (uuid, encode_labels(record.labels)) + values + (seen,))
                     created += 1
                 elif seen != row[10]:
                     conn.execute(_UPDATE_SEEN, values + (seen, uuid))
@@ -327,7 +317,7 @@ class SQLiteSessionCache:
 def _check_int64(record: SessionRecord) -> None:
     # SQLite integers are int64, and so are the payload's ints (Go's int): only a bug gets here.
     for value in (record.start, record.first, record.interval, *record.window):
-        if not _INT64[0] <= value <= _INT64[1]:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise OverflowError("session time outside int64")
 
 

@@ -5,13 +5,26 @@ import threading
 import time as _time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .payload import Payload
 from ..errors import RetryableError, is_transient
+from ..labels import LabelKey
+from ..state import StateStore
 from ..worker import BatchWorker
-from ..state import LabelKey, StateStore
-from .sessions import (UNSAVED_DASHBOARD, DURATION, SESSIONS, Change, SessionCache, Step, advance,
-                       kind_of, session_key, session_labels, log)
+from .payload import Payload
 from .points import session_point
+from .sessions import (
+    DURATION,
+    SESSIONS,
+    UNSAVED_DASHBOARD,
+    Change,
+    SessionCache,
+    Step,
+    advance,
+    kind_of,
+    log,
+    session_key,
+    session_labels,
+)
+
 
 class SessionTracker:
     """Payloads in, counters up: the library side of ``POST /write``.

@@ -63,8 +63,22 @@ identity and storage: :class:`QueueLimits`, ``statskit_server.peer``, :mod:`stat
 """
 from .collector import OneShot
 from .feature import FEATURE
-from .parsing import (COUNTER_PREFIX, DROPPED, EVENT_COUNT, METRIC, REFUSED, SCRAPER_COUNTS, TOKEN_PARAM, VALUE_PARAM,
-                      OneShotEvent, parse_event, parse_form, parse_value, query_bytes, series_key)
+from .parsing import (
+                      COUNTER_PREFIX,
+                      DROPPED,
+                      EVENT_COUNT,
+                      METRIC,
+                      REFUSED,
+                      SCRAPER_COUNTS,
+                      TOKEN_PARAM,
+                      VALUE_PARAM,
+                      OneShotEvent,
+                      parse_event,
+                      parse_form,
+                      parse_value,
+                      query_bytes,
+                      series_key,
+)
 from .queue import Delivery, OneShotQueue, QueueLimits, Reporter, ScrapeResult
 from .stores import open_queue
 

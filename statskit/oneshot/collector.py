@@ -10,8 +10,18 @@ from prometheus_client.samples import Timestamp
 
 from ..metrics import Scrape
 from ..state import StateStore
-from .parsing import (METRIC, EVENT_COUNT, SCRAPER_COUNTS, DROPPED, REFUSED, COUNTER_PREFIX, OneShotEvent, parse_event, log)
-from .queue import OneShotQueue, ScrapeResult, Delivery
+from .parsing import (
+    COUNTER_PREFIX,
+    DROPPED,
+    EVENT_COUNT,
+    METRIC,
+    REFUSED,
+    SCRAPER_COUNTS,
+    OneShotEvent,
+    log,
+    parse_event,
+)
+from .queue import Delivery, OneShotQueue, ScrapeResult
 
 # --------------------------------------------------------------------------- facade + /metrics
 

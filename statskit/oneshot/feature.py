@@ -1,7 +1,14 @@
 """The one-shot feature: its ``[oneshot]`` options and how its service is built."""
 from __future__ import annotations
 
-from ..config import Option, Settings, parse_bool, parse_duration, parse_positive_duration, parse_positive_int
+from ..config import (
+    Option,
+    Settings,
+    parse_bool,
+    parse_duration,
+    parse_positive_duration,
+    parse_positive_int,
+)
 from ..feature import Built, Context
 from .collector import OneShot
 from .queue import QueueLimits, Reporter

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
-
 from ..errors import TooLarge, ValidationError
+from ..labels import LabelKey
 
 log = logging.getLogger("statskit.oneshot")
 
@@ -26,7 +26,6 @@ TOKEN_PARAM = "token"
 MAX_VALUE_TEXT = 256
 
 Pairs = List[Tuple[str, str]]
-LabelKey = Tuple[Tuple[str, str], ...]
 
 
 # --------------------------------------------------------------------------- parsing

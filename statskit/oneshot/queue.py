@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Protocol
 
-
 from ..state import StateStore
 from .parsing import DROPPED, REFUSED, log
 

@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
 from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
-from .store_common import MAX_PENDING_REASON, TIMEOUT_REASON, SERIES_MEMORY_MS, plan_delivery, trim_cursor, order_times
+from .store_common import (
+    MAX_PENDING_REASON,
+    SERIES_MEMORY_MS,
+    TIMEOUT_REASON,
+    order_times,
+    plan_delivery,
+    trim_cursor,
+)
 
 # --------------------------------------------------------------------------- memory
 

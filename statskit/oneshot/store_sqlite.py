@@ -6,9 +6,18 @@ import sqlite3
 from typing import Dict, List, Optional, Set, Tuple
 
 from ..errors import Unavailable
-from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
 from ..worker import BatchWorker, RetryableError
-from .store_common import MAX_PENDING_REASON, TIMEOUT_REASON, SERIES_MEMORY_MS, FLUSH_INTERVAL, plan_delivery, trim_cursor, order_times, log
+from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
+from .store_common import (
+    FLUSH_INTERVAL,
+    MAX_PENDING_REASON,
+    SERIES_MEMORY_MS,
+    TIMEOUT_REASON,
+    log,
+    order_times,
+    plan_delivery,
+    trim_cursor,
+)
 
 # --------------------------------------------------------------------------- SQLite
 

@@ -1,11 +1,10 @@
 """Which one-shot store a state backend gets."""
 from __future__ import annotations
 
-
 from typing import Optional
 
-from .queue import OneShotQueue, QueueLimits, Reporter
 from ..state import StateStore, store_for
+from .queue import OneShotQueue, QueueLimits, Reporter
 from .store_memory import MemoryQueue
 from .store_sqlite import SQLiteQueue
 

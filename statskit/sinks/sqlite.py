@@ -11,11 +11,12 @@ A graceful stop commits everything; a crash loses at most the last interval. Ins
 """
 from __future__ import annotations
 
-import orjson
 import logging
 import sqlite3
 import time
 from typing import Any, List, Optional, Sequence
+
+import orjson
 
 from ..events import Event, id_time
 from ..state.sqlite import SQLiteDB, database_path

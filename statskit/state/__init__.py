@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeVar,
+)
 
+from ..labels import LabelKey, Labels, label_key  # noqa: F401  (re-exported: the state API)
 from ..plugins import entry_points_of, load_group
 
 log = logging.getLogger("statskit.state")
 
-LabelKey = Tuple[Tuple[str, str], ...]
-Labels = Union[Mapping[str, str], LabelKey]
 CounterRow = Tuple[str, LabelKey, float]
-
-
-def label_key(labels: Labels) -> LabelKey:
-    """A hashable, canonical (sorted) form of a label set."""
-    if isinstance(labels, tuple):
-        return labels
-    return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
 
 
 class Backend(Protocol):

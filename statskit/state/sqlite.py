@@ -7,7 +7,6 @@ Connections are per thread and per process, so the store is safe after ``os.fork
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import sqlite3
 import threading
@@ -17,7 +16,8 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, List, Tuple
 
 from ..errors import is_transient
-from . import CounterRow, LabelKey, Labels, label_key
+from ..labels import LabelKey, Labels, decode_labels, encode_labels, label_key
+from . import CounterRow
 
 DATABASE_NAME = "statskit.db"
 
@@ -189,7 +189,7 @@ class SQLiteState:
             pending, self._pending = self._pending, {}
         if not pending:
             return
-        rows = [(name, _encode_labels(lk), value) for (name, lk), value in pending.items()]
+        rows = [(name, encode_labels(lk), value) for (name, lk), value in pending.items()]
         try:
             with self.db.transaction() as conn:
                 conn.executemany(
@@ -209,7 +209,7 @@ class SQLiteState:
             "SELECT name, labels, value FROM counters WHERE name >= ? AND name < ? ORDER BY name, labels",
             (prefix, prefix + "\U0010ffff"),
         )
-        return [(name, _decode_labels(labels), value) for name, labels, value in cur]
+        return [(name, decode_labels(labels), value) for name, labels, value in cur]
 
     def close(self) -> None:
         self._stop.set()
@@ -228,14 +228,6 @@ class SQLiteState:
 def open_sqlite(data_dir: str, flush_interval: float = 1.0) -> SQLiteState:
     """The embedded default (``[state] backend = sqlite``): ``<data_dir>/statskit.db``."""
     return SQLiteState(database_path(data_dir), flush_interval=flush_interval)
-
-
-def _encode_labels(lk: LabelKey) -> str:
-    return json.dumps([list(p) for p in lk], separators=(",", ":"), ensure_ascii=False)
-
-
-def _decode_labels(text: str) -> LabelKey:
-    return tuple((k, v) for k, v in json.loads(text))
 
 
 _live_states: "weakref.WeakSet[SQLiteState]" = weakref.WeakSet()

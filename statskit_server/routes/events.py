@@ -19,8 +19,13 @@ from typing import Any, List, Optional
 import falcon
 
 from statskit.errors import StatskitError, TooLarge, ValidationError
-from statskit.events import check_item_sizes, decode_batch, decode_json, parse_items, parse_time
-
+from statskit.events import (
+    check_item_sizes,
+    decode_batch,
+    decode_json,
+    parse_items,
+    parse_time,
+)
 from statskit.pipeline import Pipeline
 
 from ..body import read_body
