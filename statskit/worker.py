@@ -54,9 +54,23 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
 
 
 class Worker(abc.ABC):
+    """What callers of a background worker use; :class:`BatchWorker` is the thread-based one."""
+
     @abc.abstractmethod
     def submit(self, item: Any) -> bool:
         """Queue ``item``; False (and the drop hook called) when the queue is full."""
+
+    @abc.abstractmethod
+    def submit_many(self, items: Sequence[Any]) -> int:
+        """Queue as many of ``items`` as fit, in order; how many were taken."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Items queued and not yet sent or given up."""
+
+    @abc.abstractmethod
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Flush within ``timeout`` and stop; False if items were left unsent."""
 
     @abc.abstractmethod
     def flush(self, timeout: Optional[float] = None) -> bool:

@@ -5,8 +5,7 @@ import math
 import sqlite3
 from typing import Dict, List, Optional, Set, Tuple
 
-from ..errors import Unavailable
-from ..worker import BatchWorker, RetryableError
+from ..state.sqlite_writer import GroupCommit
 from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
 from .store_common import (
     FLUSH_INTERVAL,
@@ -64,43 +63,26 @@ class SQLiteQueue:
         self.limits = limits
         self.reporter = reporter
         db.ensure_schema(_SCHEMA)
-        # Retries while the database is locked; the bounded queue is the limit, and a full queue
-        # makes post() write inline (slower, never lossy).
-        self.writer = BatchWorker(self._write, max_queue=100_000, batch_size=5000, max_latency=flush_interval,
-                                  max_retries=None, backoff=0.05, max_backoff=1.0, name="statskit-oneshot-writer")
+        self.writer: GroupCommit[Tuple[int, str, float]] = GroupCommit(db, self._write, name="oneshot",
+                                                                      flush_interval=flush_interval)
 
     def post(self, key: str, value: float, time_ms: int) -> None:
-        row = (time_ms, key, value)
-        # submit(), not submit_many(): it wakes the writer thread only when the queue stops being
-        # empty, not on every post (a wake-up per request cost a third of the POST rate).
-        if not self.writer.submit(row):
-            # Queue full or closed: write inline, slower, never lossy. Still locked past the busy
-            # timeout, the post is refused with a 503 (nothing stored) for the client to retry.
-            try:
-                self._write([row], retryable=False)
-            except sqlite3.OperationalError as exc:
-                raise Unavailable(f"one-shot store busy: {exc}") from exc
+        self.writer.submit((time_ms, key, value))
 
-    def _write(self, rows: List[Tuple[int, str, float]], retryable: bool = True) -> None:
-        try:
-            with self.db.transaction() as conn:
-                keys = {key for _, key, _ in rows}
-                latest = dict(_select_in(conn, "SELECT series, last_ms FROM oneshot_series WHERE series IN", keys))
-                rows = order_times(rows, latest)
-                conn.executemany("INSERT INTO oneshot_series (series, last_ms) VALUES (?, ?) ON CONFLICT (series) "
-                                 "DO UPDATE SET last_ms = excluded.last_ms",
-                                 [(key, latest[key]) for key in keys])
-                before = _last_seq(conn)
-                conn.executemany("INSERT INTO oneshot_events (time_ms, series, value) VALUES (?, ?, ?)",
-                                 [(t, key, None if math.isnan(v) else v) for t, key, v in rows])
-                every = self.limits.maintain_every
-                if (before + len(rows)) // every > before // every:
-                    # "Now" is the newest post's time: the clock the rest of the queue runs on.
-                    self._maintain(conn, max(t for t, _, _ in rows))
-        except sqlite3.OperationalError as exc:  # locked/busy beyond busy_timeout: try again
-            if not retryable:
-                raise
-            raise RetryableError(str(exc)) from exc
+    def _write(self, conn: sqlite3.Connection, rows: List[Tuple[int, str, float]]) -> None:
+        keys = {key for _, key, _ in rows}
+        latest = dict(_select_in(conn, "SELECT series, last_ms FROM oneshot_series WHERE series IN", keys))
+        rows = order_times(rows, latest)
+        conn.executemany("INSERT INTO oneshot_series (series, last_ms) VALUES (?, ?) ON CONFLICT (series) "
+                         "DO UPDATE SET last_ms = excluded.last_ms",
+                         [(key, latest[key]) for key in keys])
+        before = _last_seq(conn)
+        conn.executemany("INSERT INTO oneshot_events (time_ms, series, value) VALUES (?, ?, ?)",
+                         [(t, key, None if math.isnan(v) else v) for t, key, v in rows])
+        every = self.limits.maintain_every
+        if (before + len(rows)) // every > before // every:
+            # "Now" is the newest post's time: the clock the rest of the queue runs on.
+            self._maintain(conn, max(t for t, _, _ in rows))
 
     def scrape(self, scraper: str, now_ms: int, consume: bool = True) -> ScrapeResult:
         self.writer.flush(1.0)  # this process's posts first: a worker always sees its own
