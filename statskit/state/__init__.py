@@ -29,6 +29,7 @@ from typing import (
 
 from ..labels import LabelKey, Labels, label_key  # noqa: F401  (re-exported: the state API)
 from ..plugins import entry_points_of, load_group
+from .protocols import KeyedRecords, NumberedLog
 
 log = logging.getLogger("statskit.state")
 
@@ -55,6 +56,14 @@ class Backend(Protocol):
 
     def is_transient(self, exc: BaseException) -> bool:
         """Whether ``exc`` (raised by this backend or a store on it) is worth retrying."""
+
+    @property
+    def records(self) -> KeyedRecords:
+        """Keyed records, changed atomically in batches (:mod:`statskit.state.protocols`)."""
+
+    @property
+    def logs(self) -> NumberedLog:
+        """Append-only numbered logs (:mod:`statskit.state.protocols`)."""
 
     def close(self) -> None:
         """Flush and release resources."""

@@ -5,6 +5,7 @@ import threading
 from typing import Dict, List, Optional, Tuple
 
 from . import CounterRow, LabelKey, Labels, label_key
+from .memory_blocks import MemoryLogs, MemoryRecords
 
 
 class MemoryState:
@@ -15,6 +16,8 @@ class MemoryState:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._counters: Dict[Tuple[str, LabelKey], float] = {}
+        self.records = MemoryRecords(self.lock)
+        self.logs = MemoryLogs(self.lock)
 
     def incr(self, name: str, labels: Labels = (), amount: float = 1.0) -> None:
         if amount < 0:

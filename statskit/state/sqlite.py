@@ -13,11 +13,14 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import is_transient
 from ..labels import LabelKey, Labels, decode_labels, encode_labels, label_key
 from . import CounterRow
+
+if TYPE_CHECKING:
+    from .sqlite_blocks import SQLiteLogs, SQLiteRecords
 
 DATABASE_NAME = "statskit.db"
 
@@ -157,6 +160,8 @@ class SQLiteState:
         self._pending: Dict[Tuple[str, LabelKey], float] = {}
         self._flusher_pid = 0
         self._stop = threading.Event()
+        self._records: Optional[Any] = None
+        self._logs: Optional[Any] = None
         _live_states.add(self)
 
     def incr(self, name: str, labels: Labels = (), amount: float = 1.0) -> None:
@@ -223,6 +228,24 @@ class SQLiteState:
 
     def is_transient(self, exc: BaseException) -> bool:
         return is_transient(exc)
+
+    @property
+    def records(self) -> "SQLiteRecords":
+        """Keyed records in this database (:mod:`statskit.state.protocols`); tables made on first use."""
+        if self._records is None:
+            from .sqlite_blocks import SQLiteRecords
+
+            self._records = SQLiteRecords(self.db)
+        return self._records
+
+    @property
+    def logs(self) -> "SQLiteLogs":
+        """Numbered logs in this database (:mod:`statskit.state.protocols`)."""
+        if self._logs is None:
+            from .sqlite_blocks import SQLiteLogs
+
+            self._logs = SQLiteLogs(self.db)
+        return self._logs
 
 
 def open_sqlite(data_dir: str, flush_interval: float = 1.0) -> SQLiteState:
