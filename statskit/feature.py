@@ -36,6 +36,7 @@ point to a ``mount(app, service, web)`` function.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable
@@ -103,9 +104,9 @@ def load_features() -> List[Feature]:
 
 
 def entry_points_of(group: str) -> List[Any]:
+    """The installed entry points of ``group`` (Python 3.9's ``entry_points()`` takes no group)."""
     from importlib.metadata import entry_points
 
-    eps = entry_points()
-    if hasattr(eps, "select"):  # Python 3.10+
-        return list(eps.select(group=group))
-    return list(eps.get(group, []))  # type: ignore[attr-defined]  # Python 3.9
+    if sys.version_info >= (3, 10):
+        return list(entry_points(group=group))
+    return list(entry_points().get(group, []))

@@ -173,7 +173,7 @@ class MemorySessionCache:
         excess = len(sessions) - target
         # Finished sessions first, looking at the oldest few thousand only (they are where
         # finished sessions collect); then the least recently seen, whatever their state.
-        finished = []
+        finished: List[Any] = []
         for i, (uuid, data) in enumerate(sessions.items()):
             if i >= 4 * excess + 1024 or len(finished) >= excess:
                 break

@@ -63,11 +63,9 @@ class EventReader(Protocol):
 def _resolve(name: str) -> Any:
     target = BUILTIN_SINKS.get(name)
     if target is None:
-        from importlib.metadata import entry_points
+        from ..feature import entry_points_of
 
-        eps = entry_points()
-        group = eps.select(group="statskit.sinks") if hasattr(eps, "select") else eps.get("statskit.sinks", [])
-        for ep in group:
+        for ep in entry_points_of("statskit.sinks"):
             if ep.name == name:
                 return ep.load()
         raise ValueError(f"unknown sink {name!r}: built-in sinks are {', '.join(BUILTIN_SINKS)}; "
