@@ -56,7 +56,7 @@ class _Struct:
             cls._BY_NAME.setdefault(_fold(name), (attr, kind))
         cls._EXACT = frozenset(name for name, _, _ in cls.FIELDS)
         cls._FOLDED = frozenset(_fold(name) for name in cls._EXACT)
-        # (mypy types the ClassVar as what the class attribute gives, the unwrapped function)
+        # (ignore: Python 3.9's stubs give staticmethod no __call__; drop it with python_version 3.10)
         cls._fast = staticmethod(_generate_fast(cls))  # type: ignore[assignment]
 
     def __init__(self) -> None:

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Dict, List, Optional, Set, Tuple
 
 from ..errors import Unavailable
+from ..state.sqlite import SQLiteDB
 from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
 from ..worker import BatchWorker, RetryableError
 from .store_common import MAX_PENDING_REASON, TIMEOUT_REASON, SERIES_MEMORY_MS, FLUSH_INTERVAL, plan_delivery, trim_cursor, order_times, log
@@ -50,7 +51,7 @@ class SQLiteQueue:
     a crash loses at most the last interval.
     """
 
-    def __init__(self, db, limits: QueueLimits, reporter: Reporter, flush_interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, db: SQLiteDB, limits: QueueLimits, reporter: Reporter, flush_interval: float = FLUSH_INTERVAL) -> None:
         self.db = db
         self.limits = limits
         self.reporter = reporter
