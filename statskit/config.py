@@ -98,6 +98,7 @@ def parse_bind(value: str) -> str:
         return text
     if text.startswith(":") and text[1:].isdigit():
         text = "0.0.0.0" + text
+    port: Optional[str]  # None: text after the bracket that is not ":port"
     if text.startswith("["):
         host, sep, port = text.partition("]")
         host, port = host + "]", port[1:] if port.startswith(":") else ("" if not port else None)
@@ -290,9 +291,9 @@ def load_settings(
                     _apply(settings, opt, raw, f"{path} [{section}] {key}")
     env = os.environ if env is None else env
     for opt in OPTIONS:
-        raw = env.get(opt.env_name)
-        if raw is not None:
-            _apply(settings, opt, raw, f"environment {opt.env_name}")
+        env_raw = env.get(opt.env_name)
+        if env_raw is not None:
+            _apply(settings, opt, env_raw, f"environment {opt.env_name}")
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         if _find(section, key) is None:

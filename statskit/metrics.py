@@ -159,10 +159,12 @@ def families_from_counters(rows: Sequence[Tuple[str, tuple, float]]) -> Iterator
                 yield family
     for name, (kind, help) in sorted(_DESCRIPTIONS.items()):
         if kind == "histogram" and name + "_bucket" in counters:
-            yield _histogram(name, help, counters)
+            histogram = _histogram(name, help, counters)
+            if histogram is not None:
+                yield histogram
 
 
-def _histogram(name: str, help: str, counters: Dict[str, List[Tuple[tuple, float]]]) -> Metric:
+def _histogram(name: str, help: str, counters: Dict[str, List[Tuple[tuple, float]]]) -> Optional[Metric]:
     per_bucket: Dict[tuple, Dict[str, float]] = defaultdict(dict)
     for labels, value in counters[name + "_bucket"]:
         per_bucket[tuple(p for p in labels if p[0] != "le")][dict(labels)["le"]] = value

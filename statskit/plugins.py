@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any, Dict, List
 
@@ -19,10 +20,9 @@ def entry_points_of(group: str) -> List[Any]:
     """The installed entry points of ``group`` (not loaded)."""
     from importlib.metadata import entry_points
 
-    eps = entry_points()
-    if hasattr(eps, "select"):  # Python 3.10+
-        return list(eps.select(group=group))
-    return list(eps.get(group, []))  # type: ignore[attr-defined]  # Python 3.9
+    if sys.version_info >= (3, 10):
+        return list(entry_points(group=group))
+    return list(entry_points().get(group, []))
 
 
 def load_group(group: str) -> Dict[str, Any]:

@@ -201,13 +201,13 @@ class TokenSigner:
 
     def __init__(
         self,
-        secrets: Sequence[str],
+        secrets: Union[str, bytes, Sequence[Union[str, bytes]]],
         *,
         cache_size: int = 4096,
         clock: Optional[Callable[[], float]] = None,
     ) -> None:
         if isinstance(secrets, (str, bytes)):
-            secrets = [secrets]  # type: ignore[list-item]
+            secrets = [secrets]
         cleaned = []
         for secret in secrets:
             text = secret.decode("utf-8") if isinstance(secret, bytes) else str(secret)

@@ -220,7 +220,7 @@ class BatchWorker(Worker):
                     self._drop(batch, "retries_exhausted")
                     return
                 asked = exc.retry_after is not None
-                delay = min(exc.retry_after, MAX_RETRY_AFTER) if asked else self._backoff(attempt)
+                delay = min(exc.retry_after, MAX_RETRY_AFTER) if exc.retry_after is not None else self._backoff(attempt)
                 if not self._wait_before_retry(delay, hurry_allowed=not asked):
                     self._drop(batch, "shutdown")
                     return

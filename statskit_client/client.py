@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 from urllib.parse import quote
 
 import requests
@@ -95,7 +95,7 @@ class Analytics:
         self._next_warn = 0.0
         self._unreported = 0
         self._warned_disabled = False
-        self._hook_failed: set = set()
+        self._hook_failed: Set[str] = set()
         self._last_error: Optional[BaseException] = None
 
         self._worker: Optional[BatchWorker] = None
@@ -213,9 +213,10 @@ class Analytics:
         with self._lock:
             self.sent += len(events)
         try:
-            return resp.json()
+            answer: str = resp.json()  # the event's id (or "OK" for a list), a JSON string
         except ValueError:
             return resp.text
+        return answer
 
     # --- sending (the worker's thread, or the caller's in sync_mode) ------------------------
     def _send_batch(self, batch: List[Event]) -> None:
@@ -363,7 +364,8 @@ class Analytics:
         if resp.status_code == 404:
             return None
         resp.raise_for_status()
-        return resp.json()
+        event: Event = resp.json()
+        return event
 
     def system_startup(self) -> Optional[str]:
         """Log the original's startup point: measurement ``server_startup``, tags ``uid``

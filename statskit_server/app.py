@@ -130,7 +130,7 @@ def route_mount(name: str) -> Callable[[falcon.App, Any, Web], None]:
             if ep.name == name:
                 return ep.load()
         raise LookupError(f"feature {name!r} has no routes module and no statskit_server.routes entry point")
-    return module.mount  # type: ignore[no-any-return]
+    return module.mount
 
 
 def shutdown(timeout: Optional[float] = None) -> None:

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=os.environ.get("STATSKIT_CONFIG"), help="ini file (env STATSKIT_CONFIG)")
     parser.add_argument("--version", action="version", version=f"statskit {__version__}")
     for opt in flag_options():
+        assert opt.flag, opt  # flag_options() yields only options with a flag
         dest = f"{opt.section}.{opt.key}"
         extra = f" (ini [{opt.section}] {opt.key}, env {opt.env_name})"
         if opt.parse is parse_bool:

@@ -66,7 +66,7 @@ def decode_payload(body: bytes) -> Payload:
                               "user, time, ...) is present")
     payload = Payload.decode(data)
     payload.flattened = flattened
-    return payload  # type: ignore[return-value]
+    return payload
 
 
 def _first_json_value(body: bytes) -> Any:

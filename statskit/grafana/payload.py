@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
 
 from ..constants import INT64_MAX, INT64_MIN
 from ..errors import ValidationError
@@ -34,13 +34,18 @@ class _Struct:
     check per field, that takes the usual body (exact key names, right types, nulls) and
     raises :class:`_Slow` for anything else. A payload has ~60 fields and this runs on every
     request: it is 3x faster than a generic loop.
+
+    Subclasses also declare their fields as bare annotations (no values, so ``__slots__`` still
+    holds them): the attributes are set dynamically, and the annotations give them their types.
     """
 
-    __slots__ = ()
+    __slots__: Tuple[str, ...] = ()
     FIELDS: Tuple[Tuple[str, str, Any], ...] = ()
     _BY_NAME: Dict[str, Tuple[str, Any]] = {}
     _EXACT: frozenset = frozenset()
     _FOLDED: frozenset = frozenset()
+    # Set on each subclass by __init_subclass__ (a staticmethod): a decoded JSON object -> an instance.
+    _fast: ClassVar[Callable[[Dict[str, Any]], Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -50,23 +55,24 @@ class _Struct:
             cls._BY_NAME.setdefault(_fold(name), (attr, kind))
         cls._EXACT = frozenset(name for name, _, _ in cls.FIELDS)
         cls._FOLDED = frozenset(_fold(name) for name in cls._EXACT)
-        cls._fast = staticmethod(_generate_fast(cls))  # type: ignore[attr-defined]
+        # (ignore: Python 3.9's stubs give staticmethod no __call__; drop it with python_version 3.10)
+        cls._fast = staticmethod(_generate_fast(cls))  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        zero = type(self)._fast(_EMPTY)  # type: ignore[attr-defined]
+        zero = type(self)._fast(_EMPTY)
         for attr in self.__slots__:
             setattr(self, attr, getattr(zero, attr))
 
     @classmethod
-    def decode(cls, data: Dict[str, Any]) -> "_Struct":
+    def decode(cls: Type[_S], data: Dict[str, Any]) -> _S:
         """An instance from a decoded JSON object (raises ValidationError as Go would fail)."""
         try:
-            return cls._fast(data)  # type: ignore[attr-defined]
+            return cls._fast(data)
         except _Slow:
             return cls._decode_slow(data)
 
     @classmethod
-    def _decode_slow(cls, data: Dict[str, Any]) -> "_Struct":
+    def _decode_slow(cls: Type[_S], data: Dict[str, Any]) -> _S:
         target = cls()
         _decode_into(target, data)
         return target
@@ -94,6 +100,7 @@ class _Struct:
         return f"{type(self).__name__}({inner})"
 
 
+_S = TypeVar("_S", bound=_Struct)
 _EMPTY: Dict[str, Any] = {}
 _MISSING = object()
 
@@ -102,7 +109,7 @@ def _all_str(values: List[Any]) -> bool:
     return all(v.__class__ is str for v in values)
 
 
-def _generate_fast(cls: Any) -> Any:
+def _generate_fast(cls: Any) -> Callable[[Dict[str, Any]], Any]:
     """Source of ``cls._fast``, built from the class's own constant FIELDS (nothing external)."""
     env: Dict[str, Any] = {"_new": object.__new__, "cls": cls, "_M": _MISSING, "_Slow": _Slow, "_allstr": _all_str,
                            "_fold": _fold, "LO": INT64_MIN, "HI": INT64_MAX}
@@ -142,7 +149,8 @@ def _generate_fast(cls: Any) -> Any:
     env["EXACT"], env["FOLDED"], env["_EMPTY"], env["UNKNOWN"] = cls._EXACT, cls._FOLDED, _EMPTY, set()
     env["_elem"] = _null_element
     exec("\n".join(lines), env)
-    return env["_fast"]
+    fast: Callable[[Dict[str, Any]], Any] = env["_fast"]
+    return fast
 
 
 def _null_element(cls: Any, item: Any) -> Any:
@@ -164,6 +172,11 @@ def _zero(kind: Any) -> Any:
 class Options(_Struct):
     # Only the five options the server reads; the panel's others (server, dashboard,
     # showDetails, flatten) are unknown keys to the Go struct, so any value goes there.
+    post_start: bool
+    post_end: bool
+    post_heartbeat: bool
+    heartbeat_interval: int
+    heartbeat_always: bool
     __slots__ = ("post_start", "post_end", "post_heartbeat", "heartbeat_interval", "heartbeat_always")
     FIELDS = (("postStart", "post_start", BOOL), ("postEnd", "post_end", BOOL),
               ("postHeartbeat", "post_heartbeat", BOOL), ("heartbeatInterval", "heartbeat_interval", INT),
@@ -171,28 +184,56 @@ class Options(_Struct):
 
 
 class BuildInfo(_Struct):
+    version: str
+    commit: str
+    env: str
+    edition: str
     __slots__ = ("version", "commit", "env", "edition")
     FIELDS = (("version", "version", STR), ("commit", "commit", STR), ("env", "env", STR),
               ("edition", "edition", STR))
 
 
 class LicenseInfo(_Struct):
+    has_license: bool
+    expiry: int
+    state_info: str
     __slots__ = ("has_license", "expiry", "state_info")
     FIELDS = (("hasLicense", "has_license", BOOL), ("expiry", "expiry", INT), ("stateInfo", "state_info", STR))
 
 
 class Host(_Struct):
+    hostname: str
+    port: str
+    protocol: str
+    build_info: BuildInfo
+    license_info: LicenseInfo
     __slots__ = ("hostname", "port", "protocol", "build_info", "license_info")
     FIELDS = (("hostname", "hostname", STR), ("port", "port", STR), ("protocol", "protocol", STR),
               ("buildInfo", "build_info", BuildInfo), ("licenseInfo", "license_info", LicenseInfo))
 
 
 class Dashboard(_Struct):
+    name: str
+    uid: str
     __slots__ = ("name", "uid")
     FIELDS = (("name", "name", STR), ("uid", "uid", STR))
 
 
 class User(_Struct):
+    is_signed_in: bool
+    id: int
+    login: str
+    email: str
+    name: str
+    light_theme: bool
+    org_count: int
+    org_id: int
+    org_name: str
+    org_role: str
+    is_grafana_admin: bool
+    timezone: str
+    locale: str
+    has_edit_permission_in_folders: bool
     __slots__ = ("is_signed_in", "id", "login", "email", "name", "light_theme", "org_count", "org_id",
                  "org_name", "org_role", "is_grafana_admin", "timezone", "locale",
                  "has_edit_permission_in_folders")
@@ -216,6 +257,11 @@ class User(_Struct):
 
 
 class Variable(_Struct):
+    name: str
+    label: str
+    type: str
+    multi: bool
+    values: Optional[List[Any]]
     __slots__ = ("name", "label", "type", "multi", "values")
     # values is []interface{} in Go: any JSON values, None when absent or null.
     FIELDS = (("name", "name", STR), ("label", "label", STR), ("type", "type", STR),
@@ -231,11 +277,16 @@ class Variable(_Struct):
 
 
 class RawTimeRange(_Struct):
+    from_: str
+    to: str
     __slots__ = ("from_", "to")
     FIELDS = (("from", "from_", STR), ("to", "to", STR))
 
 
 class TimeRange(_Struct):
+    from_: int
+    to: int
+    raw: RawTimeRange
     __slots__ = ("from_", "to", "raw")
     FIELDS = (("from", "from_", INT), ("to", "to", INT), ("raw", "raw", RawTimeRange))
 
@@ -243,6 +294,19 @@ class TimeRange(_Struct):
 class Payload(_Struct):
     """One decoded payload; attribute names are the JSON names in snake_case."""
 
+    uuid: str
+    type: str
+    has_focus: bool
+    options: Options
+    host: Host
+    dashboard: Dashboard
+    user: User
+    variables: Optional[List[Variable]]
+    time_range: TimeRange
+    time_zone: str
+    time_origin: int
+    time: int
+    flattened: bool  # the body came flattened (not a struct field, so not in the raw log)
     __slots__ = ("uuid", "type", "has_focus", "options", "host", "dashboard", "user", "variables",
                  "time_range", "time_zone", "time_origin", "time", "flattened")
     FIELDS = (("uuid", "uuid", STR), ("type", "type", STR), ("hasFocus", "has_focus", BOOL),
@@ -250,8 +314,6 @@ class Payload(_Struct):
               ("user", "user", User), ("variables", "variables", [Variable]),
               ("timeRange", "time_range", TimeRange), ("timeZone", "time_zone", STR),
               ("timeOrigin", "time_origin", INT), ("time", "time", INT))
-
-    # ``flattened``: the body came flattened (not a struct field, so not in the raw log).
 
 
 def _decode_into(target: _Struct, data: Dict[str, Any]) -> None:
@@ -334,7 +396,8 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     if isinstance(value, (int, float)):
         return "a number"
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), type(value).__name__)
+    names: Dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------------- values

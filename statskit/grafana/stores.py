@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import struct
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..constants import INT64_MAX, INT64_MIN
 from ..labels import LabelKey, decode_labels, encode_labels
@@ -47,7 +47,7 @@ def low_water(max_size: int) -> int:
 
 def open_session_cache(state: StateStore, max_size: int, idle_timeout: float) -> SessionCache:
     """The cache that goes with the state backend: SQLite on its database, else memory."""
-    tuned = {"sqlite": lambda backend: SQLiteSessionCache(backend.db, max_size, idle_timeout)}
+    tuned: Dict[str, Callable[[Any], SessionCache]] = {"sqlite": lambda backend: SQLiteSessionCache(backend.db, max_size, idle_timeout)}
     return store_for(state, tuned, lambda _: MemorySessionCache(max_size, idle_timeout), "Grafana sessions")
 
 
@@ -166,7 +166,7 @@ class MemorySessionCache:
         excess = len(sessions) - target
         # Finished sessions first, looking at the oldest few thousand only (they are where
         # finished sessions collect); then the least recently seen, whatever their state.
-        finished = []
+        finished: List[Any] = []
         for i, (uuid, data) in enumerate(sessions.items()):
             if i >= 4 * excess + 1024 or len(finished) >= excess:
                 break

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Timestamp
@@ -39,7 +39,7 @@ class OneShot:
 
     def __init__(self, queue: OneShotQueue, state: StateStore, *, explicit_timestamps: bool = False,
                  max_event_bytes: Optional[int] = None, require_scrape_token: bool = False,
-                 clock=time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.queue = queue
         # Events (and the names of the scrapers waiting for them) only for scrapes with a
         # read-scope token; other scrapes still get every other family.

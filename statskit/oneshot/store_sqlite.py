@@ -5,6 +5,7 @@ import math
 import sqlite3
 from typing import Dict, List, Optional, Set, Tuple
 
+from ..state.sqlite import SQLiteDB
 from ..state.sqlite_writer import GroupCommit
 from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
 from .store_common import (
@@ -58,7 +59,7 @@ class SQLiteQueue:
     a crash loses at most the last interval.
     """
 
-    def __init__(self, db, limits: QueueLimits, reporter: Reporter, flush_interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, db: SQLiteDB, limits: QueueLimits, reporter: Reporter, flush_interval: float = FLUSH_INTERVAL) -> None:
         self.db = db
         self.limits = limits
         self.reporter = reporter

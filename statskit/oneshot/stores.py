@@ -1,7 +1,7 @@
 """Which one-shot store a state backend gets."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Dict, Optional
 
 from ..state import StateStore, store_for
 from .queue import OneShotQueue, QueueLimits, Reporter
@@ -16,5 +16,5 @@ def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
     """The queue for a state store: SQLite next to an ``SQLiteState`` (same database), else in memory."""
     limits = limits or QueueLimits()
     reporter = reporter or Reporter(state)
-    tuned = {"sqlite": lambda backend: SQLiteQueue(backend.db, limits, reporter)}
+    tuned: Dict[str, Callable[[Any], OneShotQueue]] = {"sqlite": lambda backend: SQLiteQueue(backend.db, limits, reporter)}
     return store_for(state, tuned, lambda _: MemoryQueue(limits, reporter), "one-shot events")

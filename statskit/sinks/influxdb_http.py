@@ -141,7 +141,7 @@ class V2Writer:
     def _write_api(self) -> Any:
         if self._api is None or self._pid != os.getpid():
             # Imported here: importing influxdb_client costs ~0.3 s, paid only when v2 is used.
-            from influxdb_client import InfluxDBClient
+            from influxdb_client.client.influxdb_client import InfluxDBClient
             from influxdb_client.client.write_api import SYNCHRONOUS
 
             # retries=False: BatchWorker retries, without blocking flush() or close() on urllib3's sleeps.

@@ -108,7 +108,7 @@ def field_set(event: Event, extra_fields: Optional[Dict[str, Any]] = None) -> st
             parts.append(id_text)
             id_text = ""
         # field_value() inlined for the JSON types: this loop is most of the sink's cost per event.
-        value = fields[key]
+        value: Any = fields[key]  # dispatched on its exact type (mypy does not narrow through ``kind``)
         kind = type(value)
         if kind is str:
             text: Optional[str] = '"' + (value.translate(_STRING) if ('"' in value or "\\" in value) else value) + '"'

@@ -91,7 +91,7 @@ def open_backend(name: str, data_dir: Optional[str] = None, flush_interval: floa
         factory = load_group(BACKEND_GROUP).get(name)
         if factory is None:
             raise ValueError(f"unknown state backend {name!r} (use {' or '.join(backend_names())})")
-    return factory(data_dir or ".", flush_interval)  # type: ignore[no-any-return]
+    return factory(data_dir or ".", flush_interval)
 
 
 open_state = open_backend  # the name used before backends were pluggable

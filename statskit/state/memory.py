@@ -4,7 +4,8 @@ from __future__ import annotations
 import threading
 from typing import Dict, List, Optional, Tuple
 
-from . import CounterRow, LabelKey, Labels, label_key
+from ..labels import LabelKey, Labels, label_key
+from . import CounterRow
 from .memory_blocks import MemoryLogs, MemoryRecords
 
 
