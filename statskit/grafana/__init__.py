@@ -7,7 +7,8 @@ grafana-analytics exporter did, and logs each payload.
 =================  ===========================================================================
 module             holds
 =================  ===========================================================================
-``payload``        the original's ``Payload`` struct, decoded field by field with Go's rules
+``structs``        Go structs in Python: field tables, zero values, Go's decoding rules
+``payload``        the original's ``Payload`` struct and its parts
 ``decoding``       :func:`decode_payload`: a request body to a payload (or a 400)
 ``sessions``       the duration rules: a session's record and how each payload advances it
 ``tracker``        :class:`SessionTracker`: payloads in (batched), counters and log lines out
@@ -28,7 +29,8 @@ module             holds
 from .decoding import decode_payload, unflatten
 from .feature import FEATURE
 from .metrics import GrafanaMetrics
-from .payload import Payload, value_text
+from .payload import Payload
+from .structs import value_text
 from .sessions import (
            DURATION,
            PREFIX,

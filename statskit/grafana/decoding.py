@@ -38,15 +38,9 @@ from typing import Any, Dict
 import orjson
 
 from ..errors import ValidationError
-from .payload import (  # noqa: F401  (value_text: re-exported)
-    MAX_DEPTH,
-    MAX_FLAT_INDEX,
-    Payload,
-    _check_depth,
-    _fold,
-    _json_type,
-    value_text,
-)
+from .payload import Payload
+from .structs import MAX_DEPTH, MAX_FLAT_INDEX, _fold, _json_type
+from .structs import value_text as value_text  # re-exported: the payload's public helpers
 
 # --------------------------------------------------------------------------- decoding
 
