@@ -29,6 +29,7 @@ from ..constants import INT64_MAX, INT64_MIN
 from ..labels import LabelKey, decode_labels, encode_labels
 from ..state import StateStore, store_for
 from .sessions import Change, SessionCache, SessionRecord
+from .store_records import RecordSessionCache
 
 log = logging.getLogger("statskit.sessions")
 
@@ -48,7 +49,9 @@ def low_water(max_size: int) -> int:
 def open_session_cache(state: StateStore, max_size: int, idle_timeout: float) -> SessionCache:
     """The cache that goes with the state backend: SQLite on its database, else memory."""
     tuned: Dict[str, Callable[[Any], SessionCache]] = {"sqlite": lambda backend: SQLiteSessionCache(backend.db, max_size, idle_timeout)}
-    return store_for(state, tuned, lambda _: MemorySessionCache(max_size, idle_timeout), "Grafana sessions")
+    tuned["memory"] = lambda _: MemorySessionCache(max_size, idle_timeout)
+    # Any other backend: the generic cache on its keyed records (shared, like the tuned ones).
+    return store_for(state, tuned, lambda backend: RecordSessionCache(backend.records, max_size, idle_timeout))
 
 
 # --------------------------------------------------------------------------- memory

@@ -99,19 +99,11 @@ open_state = open_backend  # the name used before backends were pluggable
 T = TypeVar("T")
 
 
-def store_for(backend: Backend, tuned: Mapping[str, Callable[[Any], T]], generic: Callable[[Backend], T],
-              what: str) -> T:
-    """A feature's store for ``backend``: the one tuned for its name, else ``generic``.
-
-    The generic store keeps ``what`` in each process only, so a backend shared by several
-    processes without a tuned store is logged once here (each worker would see its own)."""
+def store_for(backend: Backend, tuned: Mapping[str, Callable[[Any], T]], generic: Callable[[Backend], T]) -> T:
+    """A feature's store for ``backend``: the one tuned for its name, else ``generic`` (built on
+    the backend's :mod:`~statskit.state.protocols` building blocks)."""
     make = tuned.get(backend.name)
-    if make is not None:
-        return make(backend)
-    if backend.name != "memory":
-        log.warning("%s: no store for the %r state backend; keeping it in memory per process "
-                    "(each gunicorn worker then has its own)", what, backend.name)
-    return generic(backend)
+    return make(backend) if make is not None else generic(backend)
 
 
 def sum_by(rows: Iterable[CounterRow], name: str) -> float:

@@ -12,6 +12,7 @@ from statskit.grafana import DURATION, SESSIONS, SessionRecord, SessionTracker, 
 from statskit.grafana.points import session_point
 from statskit.state import label_key
 from statskit.state.memory import MemoryState
+from statskit.grafana.store_records import RecordSessionCache
 from statskit.grafana.stores import MemorySessionCache, SQLiteSessionCache, open_session_cache
 from statskit.state.sqlite import SQLiteState, database_path
 
@@ -55,14 +56,18 @@ class OriginalReceiver:
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "generic"])
 def backend(request, tmp_path):
-    """(state, cache factory) for each backend; the SQLite cache lives on the state's database."""
+    """(state, cache factory) for each cache: the tuned memory and SQLite ones, and the generic
+    one on a backend's keyed records (what a backend without a tuned cache gets)."""
     if request.param == "memory":
         state = MemoryState()
     else:
         state = SQLiteState(database_path(str(tmp_path)))
-    yield state, lambda max_size=0, idle=0.0: open_session_cache(state, max_size, idle)
+    if request.param == "generic":
+        yield state, lambda max_size=0, idle=0.0: RecordSessionCache(state.records, max_size, idle)
+    else:
+        yield state, lambda max_size=0, idle=0.0: open_session_cache(state, max_size, idle)
     state.close()
 
 
@@ -258,12 +263,14 @@ def test_idle_sessions_are_forgotten_and_a_late_payload_starts_a_new_one(backend
     assert counter(state, SESSIONS) == 4.0 and counter(state, DURATION) == 60.0
 
 
-def test_two_workers_on_one_database_make_one_session(tmp_path):
+@pytest.mark.parametrize("generic", [False, True], ids=["sqlite", "generic"])
+def test_two_workers_on_one_database_make_one_session(tmp_path, generic):
     """Two SQLite states on one file (two gunicorn workers): a session's payloads alternate
     between them, concurrently with other sessions, and nothing is lost or doubled."""
     path = database_path(str(tmp_path))
     workers = [SQLiteState(path), SQLiteState(path)]
-    trackers = [SessionTracker(s, SQLiteSessionCache(s.db)) for s in workers]
+    trackers = [SessionTracker(s, RecordSessionCache(s.records) if generic else SQLiteSessionCache(s.db))
+                for s in workers]
     feed(trackers[0], [("start", 0)], uuid="shared")
     feed(trackers[1], [("heartbeat", 60)], uuid="shared")
     feed(trackers[0], [("heartbeat", 120)], uuid="shared")
