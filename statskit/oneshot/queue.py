@@ -1,12 +1,10 @@
 """The one-shot queue interface: limits, deliveries, scrape results, and the choice of store."""
 from __future__ import annotations
 
-import math
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Protocol
 
+from ..logs import RateLimit
 from ..state import StateStore
 from .parsing import DROPPED, REFUSED, log
 
@@ -91,8 +89,7 @@ class Reporter:
 
     def __init__(self, state: Optional[StateStore]) -> None:
         self.state = state
-        self._refusals_logged: Dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._refusals = RateLimit(self.REFUSAL_LOG_INTERVAL)
 
     def dropped(self, reason: str, count: int, scraper: str, detail: str) -> None:
         if count <= 0:
@@ -107,12 +104,7 @@ class Reporter:
     def refused(self, scraper: str, max_scrapers: int) -> None:
         if self.state is not None:
             self.state.incr(REFUSED, (), 1)
-        now = time.monotonic()
-        with self._lock:  # one line per scraper per minute: Prometheus retries every interval
-            if now - self._refusals_logged.get(scraper, -math.inf) < self.REFUSAL_LOG_INTERVAL:
-                return
-            if len(self._refusals_logged) > 1000:
-                self._refusals_logged.clear()
-            self._refusals_logged[scraper] = now
+        if not self._refusals.allow(scraper):  # one line per scraper per minute: Prometheus retries
+            return
         log.warning("one-shot scraper %s refused: %d scrapers already tracked ([oneshot] max_scrapers); "
                     "it gets no events until one is silent for scraper_timeout", scraper, max_scrapers)
