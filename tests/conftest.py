@@ -9,6 +9,7 @@ from falcon import testing
 
 from servers import InfluxDB1, Prometheus, Redis, RealServer, ServerUnavailable, VictoriaMetrics
 from statskit_server import create_app
+from support import make_settings, mint
 
 # ======================================================================================
 # Real servers (tests/servers.py): InfluxDB 1.6, VictoriaMetrics, Prometheus, Redis.
@@ -119,3 +120,18 @@ def app_client() -> Iterator[Callable[[Any], testing.TestClient]]:
     yield make
     for app in apps:
         app.statskit.close(2.0)
+
+
+# ======================================================================================
+# Settings and tokens (tests/support.py): ``settings(**overrides)`` builds settings with data
+# under tmp_path and the test secret; ``token(scopes)`` mints a token that verifies with it.
+# ======================================================================================
+
+@pytest.fixture
+def settings(tmp_path) -> Callable[..., Any]:
+    return lambda env=None, path=None, **overrides: make_settings(tmp_path, env=env, path=path, **overrides)
+
+
+@pytest.fixture
+def token() -> Callable[..., str]:
+    return mint

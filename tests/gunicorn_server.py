@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = "e2e-test-secret"
+from support import SECRET  # noqa: E402  (the one test secret)
 
 
 def free_port() -> int:

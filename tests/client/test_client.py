@@ -40,7 +40,7 @@ from statskit_server import create_app
 from gunicorn_server import StatskitServer
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "client-test-secret"
+from support import SECRET  # noqa: E402  (the one test secret)
 ID = re.compile(r"entry_[0-9a-f]{32}")
 
 

@@ -1,5 +1,4 @@
 """Grafana panel sessions under real gunicorn workers, across restarts, into a real Prometheus."""
-import re
 import time
 
 import pytest

@@ -5,20 +5,12 @@ import json
 import pytest
 
 from grafana_payloads import ADMIN, EXAMPLES_DURATION, JDOE, NAMES, encode, example_bytes, payload, series, session, value_of
-from statskit.config import load_settings
-from statskit.tokens import TokenSigner
 from statskit_server.cli import build_parser, settings_from_args
+from support import make_settings, mint
 
-SECRET = "grafana-test-secret"
 PANEL = {"Content-Type": "text/plain;charset=UTF-8"}  # what a no-cors fetch sends
 SESSIONS = "grafana_analytics_sessions_total"
 DURATION = "grafana_analytics_sessions_duration_seconds_total"
-
-
-def make_settings(tmp_path, env=None, path=None, **overrides):
-    base = {"server.data_dir": str(tmp_path), "auth.secret_key": [SECRET], "sinks.enabled": []}
-    base.update({k.replace("__", "."): v for k, v in overrides.items()})
-    return load_settings(path, env=env or {}, overrides=base)
 
 
 @pytest.fixture
@@ -131,7 +123,7 @@ def test_scrapes_are_counted(client):
 # --------------------------------------------------------------------------- tokens and CORS
 
 def token(scopes=("write",)):
-    return TokenSigner([SECRET]).mint("panel", list(scopes))
+    return mint(scopes, "panel")
 
 
 def test_token_is_optional_by_default_and_required_when_configured(make_client):

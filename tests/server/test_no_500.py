@@ -9,7 +9,7 @@ from statskit.config import load_settings
 from statskit.tokens import TokenSigner
 from statskit_server import create_app
 
-SECRET = "fuzz-secret"
+from support import SECRET  # noqa: E402  (the one test secret)
 
 SEEDS = [
     b"", b"null", b"[]", b"{}", b"[[]]", b"[null]", b'"x"', b"0", b"-1e999", b"1e400", b"NaN", b"\x00\xff",

@@ -4,21 +4,18 @@ import re
 import pytest
 from falcon import testing
 
+import support
 from statskit.config import load_settings
-from statskit.tokens import TokenSigner
 from statskit_server.cli import build_parser, settings_from_args
 from statskit_server.peer import client_address
 
-SECRET = "unit-test-secret"
 PROM_A, PROM_B = "10.0.0.1", "10.0.0.2"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def make_settings(tmp_path, **overrides):
-    base = {"server.data_dir": str(tmp_path), "auth.secret_key": [SECRET], "sinks.enabled": [],
-            "limits.max_body_bytes": 10_000, "limits.max_event_bytes": 2_000}
-    base.update({k.replace("__", "."): v for k, v in overrides.items()})
-    return load_settings(env={}, overrides=base)
+    limits = {"limits__max_body_bytes": 10_000, "limits__max_event_bytes": 2_000}
+    return support.make_settings(tmp_path, **{**limits, **overrides})
 
 
 @pytest.fixture
@@ -41,8 +38,7 @@ def post(client, query="", **kwargs):
     return client.simulate_post("/event", query_string=query, **kwargs)
 
 
-def token(scopes=("write",)):
-    return TokenSigner([SECRET]).mint("tester", list(scopes))
+token = support.mint
 
 
 def test_posted_event_reaches_each_scraper_exactly_once(client):

@@ -12,21 +12,15 @@ from falcon import testing
 
 from grafana_payloads import example_bytes
 
-from statskit.config import load_settings
 from statskit.state import sum_by
 from statskit.tokens import TokenSigner
 from statskit_server import create_app
-
-SECRET = "unit-test-secret"
-
+from support import SECRET, auth_header, make_settings
 
 @pytest.fixture
 def settings(tmp_path):
-    return load_settings(env={}, overrides={
-        "server.data_dir": str(tmp_path), "auth.secret_key": [SECRET],
-        "sinks.enabled": ["sqlite", "prometheus"], "limits.max_body_bytes": 200_000,
-        "limits.max_event_bytes": 10_000, "limits.max_batch_events": 1000,
-    })
+    return make_settings(tmp_path, sinks__enabled=["sqlite", "prometheus"], limits__max_body_bytes=200_000,
+                         limits__max_event_bytes=10_000, limits__max_batch_events=1000)
 
 
 @pytest.fixture
@@ -41,8 +35,7 @@ def client(app):
     return testing.TestClient(app)
 
 
-def auth(scopes=("write", "read"), secret=SECRET):
-    return {"Authorization": "Token " + TokenSigner([secret]).mint("tester", list(scopes))}
+auth = auth_header
 
 
 def stored(app):

@@ -1,0 +1,30 @@
+"""What every test shares: the test secret, settings for a test, and tokens.
+
+conftest.py offers them as fixtures too (``settings``, ``token``); modules that need them at
+import time or in helpers import them from here.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from statskit.config import Settings, load_settings
+from statskit.tokens import TokenSigner
+
+SECRET = "statskit-test-secret"
+
+
+def make_settings(data_dir: Any, env: Optional[dict] = None, path: Optional[str] = None, **overrides: Any) -> Settings:
+    """Settings for a test: data under ``data_dir``, :data:`SECRET`, no sinks unless given.
+    Overrides are ``section__key=value`` (``sinks__enabled=["sqlite"]``)."""
+    base = {"server.data_dir": str(data_dir), "auth.secret_key": [SECRET], "sinks.enabled": []}
+    base.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return load_settings(path, env=env or {}, overrides=base)
+
+
+def mint(scopes: Iterable[str] = ("write",), name: str = "tester", secret: str = SECRET) -> str:
+    """A statskit token signed with the test secret."""
+    return TokenSigner([secret]).mint(name, list(scopes))
+
+
+def auth_header(scopes: Iterable[str] = ("write", "read"), secret: str = SECRET) -> dict:
+    return {"Authorization": "Token " + mint(scopes, secret=secret)}
