@@ -109,3 +109,13 @@ def test_old_module_paths_still_work_and_warn(alias):
         module = importlib.import_module(alias)
     assert any(issubclass(w.category, DeprecationWarning) and alias in str(w.message) for w in caught)
     assert [n for n in dir(module) if not n.startswith("_")]  # still exports what it did
+
+
+def test_the_readme_imports_work_without_deprecation_warnings():
+    lines = [ln.strip() for ln in (ROOT / "README.rst").read_text().splitlines()
+             if ln.strip().startswith(("from statskit", "import statskit"))]
+    assert lines
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for line in lines:
+            exec(line, {})
