@@ -5,8 +5,8 @@ from typing import Any, Callable, Dict, Optional
 
 from ..state import StateStore, store_for
 from .queue import OneShotQueue, QueueLimits, Reporter
-from .store_common import log
 from .store_memory import MemoryQueue
+from .store_records import RecordsQueue
 from .store_sqlite import SQLiteQueue
 
 # --------------------------------------------------------------------------- choice
@@ -19,12 +19,5 @@ def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
     reporter = reporter or Reporter(state)
     tuned: Dict[str, Callable[[Any], OneShotQueue]] = {"sqlite": lambda backend: SQLiteQueue(backend.db, limits, reporter)}
     tuned["memory"] = lambda _: MemoryQueue(limits, reporter)
-    return store_for(state, tuned, lambda backend: _per_process(backend, limits, reporter))
-
-
-def _per_process(backend: StateStore, limits: QueueLimits, reporter: Reporter) -> OneShotQueue:
-    # No generic queue on the building blocks yet: a backend without a tuned one gets a queue in
-    # each process, which must be said (each gunicorn worker then has its own scrapers).
-    log.warning("one-shot events: no queue for the %r state backend; keeping them in memory per process "
-                "(each gunicorn worker then has its own scrapers and events)", backend.name)
-    return MemoryQueue(limits, reporter)
+    # Any other backend: the generic queue on its keyed records and numbered log (shared).
+    return store_for(state, tuned, lambda backend: RecordsQueue(backend.records, backend.logs, limits, reporter))

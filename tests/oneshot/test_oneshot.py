@@ -15,6 +15,7 @@ from statskit.oneshot import (DROPPED, EVENT_COUNT, REFUSED, OneShot, QueueLimit
 from statskit.state import sum_by
 from statskit.state.memory import MemoryState
 from statskit.oneshot.store_memory import MemoryQueue
+from statskit.oneshot.store_records import RecordsQueue
 from statskit.oneshot.store_sqlite import SQLiteQueue
 from statskit.state.sqlite import SQLiteState
 
@@ -120,14 +121,19 @@ def test_scraper_names_that_could_impersonate_or_are_malformed(name):
 LIMITS = QueueLimits(max_scrapers=3, max_pending=5, scraper_timeout=60.0, maintain_every=4)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "generic"])
 def make_queue(request, tmp_path):
+    """Each queue: the tuned memory and SQLite ones, and the generic one on a backend's keyed
+    records and numbered log (what a backend without a tuned queue gets)."""
     states = []
 
     def make(limits=LIMITS, path=None):
         if request.param == "memory":
             state = MemoryState()
             queue = MemoryQueue(limits, Reporter(state))
+        elif request.param == "generic":
+            state = SQLiteState(str(path or tmp_path / "state.db"))
+            queue = RecordsQueue(state.records, state.logs, limits, Reporter(state))
         else:
             state = SQLiteState(str(path or tmp_path / "state.db"))
             queue = SQLiteQueue(state.db, limits, Reporter(state))
@@ -320,34 +326,40 @@ def test_a_series_committed_out_of_order_by_two_workers_still_gets_increasing_ti
     two.close()
 
 
-def _scrape_worker(path, scraper, rounds, out):
+def _open_queue(path, generic):
     state = SQLiteState(path)
-    queue = SQLiteQueue(state.db, QueueLimits(max_pending=100_000), Reporter(state))
+    limits = QueueLimits(max_pending=100_000)
+    if generic:
+        return state, RecordsQueue(state.records, state.logs, limits, Reporter(state))
+    return state, SQLiteQueue(state.db, limits, Reporter(state))
+
+
+def _scrape_worker(path, scraper, rounds, out, generic=False):
+    state, queue = _open_queue(path, generic)
     seen = []
     for i in range(rounds):
         seen += [d.seq for d in queue.scrape(scraper, 10_000 + i).deliveries]
     out.put((scraper, seen))
 
 
-def _post_worker(path, count):
-    state = SQLiteState(path)
-    queue = SQLiteQueue(state.db, QueueLimits(max_pending=100_000), Reporter(state))
+def _post_worker(path, count, generic=False):
+    state, queue = _open_queue(path, generic)
     for i in range(count):
         queue.post(f'{{"n":"{i % 7}","p":"{os.getpid()}"}}', float(i), 5000 + i)
     queue.close(10.0)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_concurrent_processes_deliver_each_event_exactly_once_per_scraper(tmp_path):
+@pytest.mark.parametrize("generic", [False, True], ids=["sqlite", "generic"])
+def test_concurrent_processes_deliver_each_event_exactly_once_per_scraper(tmp_path, generic):
     path = str(tmp_path / "state.db")
-    state = SQLiteState(path)
-    queue = SQLiteQueue(state.db, QueueLimits(max_pending=100_000), Reporter(state))
+    state, queue = _open_queue(path, generic)
     queue.scrape("A", 1000)
     queue.scrape("B", 1000)
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    posters = [ctx.Process(target=_post_worker, args=(path, 150)) for _ in range(2)]
-    scrapers = [ctx.Process(target=_scrape_worker, args=(path, name, 60, out)) for name in "AAB"]
+    posters = [ctx.Process(target=_post_worker, args=(path, 150, generic)) for _ in range(2)]
+    scrapers = [ctx.Process(target=_scrape_worker, args=(path, name, 60, out, generic)) for name in "AAB"]
     for proc in posters + scrapers:
         proc.start()
     got = {"A": [], "B": []}
