@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
 
-from .plugins import load_group
+from .plugins import features
 
 
 class ConfigError(ValueError):
@@ -236,12 +236,9 @@ def register_options(options: Iterable[Option]) -> None:
             _BY_SECTION.setdefault(opt.section, []).append(opt)
 
 
-FEATURE_GROUP = "statskit.features"
-
-
 def _load_feature_options() -> None:
-    """Register the options of every installed feature (the ``statskit.features`` entry point)."""
-    for feature in load_group(FEATURE_GROUP).values():
+    """Register the options of every feature (:func:`statskit.plugins.features`)."""
+    for feature in features().values():
         register_options(getattr(feature, "options", ()))
 
 

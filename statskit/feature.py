@@ -1,6 +1,7 @@
 """How a feature plugs in: a :class:`Feature` names its options and builds the service its
-routes use. The core names no feature; the built-in ones register through the
-``statskit.features`` entry point (``setup.cfg``), exactly as a third-party one would.
+routes use. The core names no feature: the built-in ones are the packages of ``statskit``
+that hold a ``feature`` module (:func:`statskit.plugins.features`); a third-party one registers
+through the ``statskit.features`` entry point.
 
 A feature is a package under ``statskit/`` (or anywhere) that exposes one object::
 
@@ -36,10 +37,14 @@ point to a ``mount(app, service, web)`` function.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Sequence, runtime_checkable
 
-from .config import FEATURE_GROUP, Option, Settings, register_options
-from .plugins import load_group
+from .config import Option, Settings, register_options
+from .plugins import features
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .state import Backend
 
 #: What a graceful stop calls: flush what is buffered within ``timeout`` seconds.
 Closer = Callable[[Optional[float]], None]
@@ -51,8 +56,8 @@ class Context:
     """What a feature may build on: settings, the shared state backend and the sink pipeline."""
 
     settings: Settings
-    state: Any  # statskit.state.Backend (Any here: the protocol lives with the backends)
-    pipeline: Any  # statskit.pipeline.Pipeline
+    state: Backend
+    pipeline: Pipeline
 
 
 @dataclass
@@ -77,8 +82,8 @@ class Feature(Protocol):
 
 
 def load_features() -> List[Feature]:
-    """Every registered feature (entry points), their options registered with the config."""
-    features = load_group(FEATURE_GROUP)
-    for feature in features.values():
+    """Every feature (built-in and entry points), their options registered with the config."""
+    found = features()
+    for feature in found.values():
         register_options(feature.options)
-    return list(features.values())
+    return list(found.values())

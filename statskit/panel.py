@@ -1,11 +1,4 @@
-"""Deprecated: moved to :mod:`statskit.grafana.decoding` and :mod:`statskit.grafana.payload`. This alias goes away in statskit 0.3."""
-import warnings as _warnings
+"""Deprecated: moved to :mod:`statskit.grafana`. This alias goes away in statskit 0.3."""
+from statskit._moved import alias
 
-from statskit.grafana.decoding import *  # noqa: F401,F403
-from statskit.grafana.decoding import decode_payload, unflatten  # noqa: F401
-from statskit.grafana.payload import *  # noqa: F401,F403
-from statskit.grafana.structs import *  # noqa: F401,F403
-from statskit.grafana.payload import Payload  # noqa: F401
-from statskit.grafana.structs import value_text  # noqa: F401
-
-_warnings.warn("statskit.panel is deprecated; import from statskit.grafana instead", DeprecationWarning, stacklevel=2)
+__getattr__, __dir__ = alias(__name__, "statskit.grafana.decoding", "statskit.grafana.payload", "statskit.grafana.structs", "statskit.constants")

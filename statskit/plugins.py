@@ -5,7 +5,10 @@
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
+import pkgutil
 import sys
 import threading
 from typing import Any, Dict, List
@@ -39,3 +42,24 @@ def load_group(group: str) -> Dict[str, Any]:
                     log.exception("cannot load %s plugin %s (%s)", group, ep.name, ep.value)
             _loaded[group] = found
         return dict(found)
+
+
+FEATURE_GROUP = "statskit.features"
+
+
+def features() -> Dict[str, Any]:
+    """Every feature: the packages of ``statskit`` that hold a ``feature`` module (found on disk,
+    so a source checkout has them without installed entry points; a bug in one is raised), then
+    the ``statskit.features`` entry points (third-party features)."""
+    with _lock:
+        found = _loaded.get("builtin-features")
+        if found is None:
+            import statskit
+
+            found = {}
+            for info in pkgutil.iter_modules(statskit.__path__):
+                if info.ispkg and importlib.util.find_spec(f"statskit.{info.name}.feature") is not None:
+                    module = importlib.import_module(f"statskit.{info.name}")
+                    found[module.FEATURE.name] = module.FEATURE
+            _loaded["builtin-features"] = found
+    return {**found, **{k: v for k, v in load_group(FEATURE_GROUP).items() if k not in found}}

@@ -1,6 +1,4 @@
 """Deprecated: moved to :mod:`statskit.grafana.sessionlog`. This alias goes away in statskit 0.3."""
-import warnings as _warnings
+from statskit._moved import alias
 
-from statskit.grafana.sessionlog import *  # noqa: F401,F403
-
-_warnings.warn("statskit.sessionlog is deprecated; import from statskit.grafana.sessionlog instead", DeprecationWarning, stacklevel=2)
+__getattr__, __dir__ = alias(__name__, "statskit.grafana.sessionlog")

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import requests
 
 from statskit.events import new_id
-from statskit.worker import BatchWorker, RetryableError
+from statskit.worker import BatchWorker, RetryableError, Worker
 
 from . import lifecycle
 from .errors import ClientWarning, DroppedError, SendError
@@ -98,7 +98,7 @@ class Analytics:
         self._hook_failed: Set[str] = set()
         self._last_error: Optional[BaseException] = None
 
-        self._worker: Optional[BatchWorker] = None
+        self._worker: Optional[Worker] = None
         # The hot path tests this one attribute: the queue's submit when events are deferred.
         self._submit: Optional[Callable[[Event], bool]] = None
         if self.defer and not self.disabled and not self.sync_mode:

@@ -5,10 +5,10 @@ import threading
 import time as _time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import RetryableError, is_transient
+from ..errors import RetryableError
 from ..labels import LabelKey
 from ..state import StateStore
-from ..worker import BatchWorker
+from ..worker import BatchWorker, Worker
 from .payload import Payload
 from .points import session_point
 from .sessions import (
@@ -49,7 +49,7 @@ class SessionTracker:
         self.point_variables = point_variables
         self.max_latency = max_latency
         self.max_queue = max_queue
-        self._worker: Any = None
+        self._worker: Optional[Worker] = None
         self._worker_lock = threading.Lock()  # gthread workers: one applier thread per process
 
     @classmethod
@@ -111,7 +111,7 @@ class SessionTracker:
         if not worker.submit(item):
             self.process_many([item])
 
-    def _start_worker(self) -> Any:
+    def _start_worker(self) -> Worker:
         with self._worker_lock:
             if self._worker is None:
                 self._worker = BatchWorker(self._apply_batch, max_queue=self.max_queue, batch_size=1000,
@@ -123,7 +123,7 @@ class SessionTracker:
         try:
             self.process_many(items)
         except Exception as exc:
-            if is_transient(exc):  # the store is locked, busy or down: nothing was applied, retry
+            if self.state.is_transient(exc):  # the store is locked, busy or down: nothing was applied, retry
                 raise RetryableError(str(exc)) from exc
             if len(items) == 1:  # a bug (e.g. "no such column"): retrying would not help
                 log.exception("applying a panel payload failed")

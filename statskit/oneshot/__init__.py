@@ -61,27 +61,46 @@ are taken when ``/metrics`` is rendered: if Prometheus gives up on that scrape (
 are lost for that scraper, as statskit cannot know whether an answer arrived. Bounds, scraper
 identity and storage: :class:`QueueLimits`, ``statskit_server.peer``, :mod:`statskit.oneshot.stores`.
 """
+import warnings as _warnings
+from typing import Any as _Any
+
+from ..labels import LabelKey
 from .collector import OneShot
 from .feature import FEATURE
 from .parsing import (
-                      COUNTER_PREFIX,
-                      DROPPED,
-                      EVENT_COUNT,
-                      METRIC,
-                      REFUSED,
-                      SCRAPER_COUNTS,
-                      TOKEN_PARAM,
-                      VALUE_PARAM,
-                      OneShotEvent,
-                      parse_event,
-                      parse_form,
-                      parse_value,
-                      query_bytes,
-                      series_key,
+    COUNTER_PREFIX,
+    DROPPED,
+    EVENT_COUNT,
+    MAX_VALUE_TEXT,
+    METRIC,
+    REFUSED,
+    SCRAPER_COUNTS,
+    TOKEN_PARAM,
+    VALUE_PARAM,
+    OneShotEvent,
+    Pairs,
+    check_label,
+    parse_event,
+    parse_form,
+    parse_value,
+    query_bytes,
+    series_key,
 )
 from .queue import Delivery, OneShotQueue, QueueLimits, Reporter, ScrapeResult
 from .stores import open_queue
 
-__all__ = ["COUNTER_PREFIX", "DROPPED", "EVENT_COUNT", "FEATURE", "METRIC", "REFUSED", "SCRAPER_COUNTS", "TOKEN_PARAM",
-           "VALUE_PARAM", "Delivery", "OneShot", "OneShotEvent", "OneShotQueue", "QueueLimits", "Reporter",
-           "ScrapeResult", "open_queue", "parse_event", "parse_form", "parse_value", "query_bytes", "series_key"]
+__all__ = ["COUNTER_PREFIX", "DROPPED", "EVENT_COUNT", "FEATURE", "MAX_VALUE_TEXT", "METRIC", "REFUSED",
+           "SCRAPER_COUNTS", "TOKEN_PARAM", "VALUE_PARAM", "Delivery", "LabelKey", "OneShot", "OneShotEvent",
+           "OneShotQueue", "Pairs", "QueueLimits", "Reporter", "ScrapeResult", "check_label", "open_queue",
+           "parse_event", "parse_form", "parse_value", "query_bytes", "series_key"]
+
+
+def __getattr__(name: str) -> _Any:
+    # Scraper names are the server's business now (statskit_server.peer): the old names stay
+    # reachable from here for one release.
+    if name in ("check_scraper_name", "MAX_SCRAPER_NAME"):
+        _warnings.warn(f"statskit.oneshot.{name} moved to statskit_server.peer", DeprecationWarning, stacklevel=2)
+        from statskit_server import peer
+
+        return getattr(peer, name)
+    raise AttributeError(f"module 'statskit.oneshot' has no attribute {name!r}")

@@ -58,17 +58,18 @@ class OneShot:
 
     def collect(self, scrape: Scrape) -> Iterator[Metric]:
         allowed = not self.require_scrape_token or scrape.may_read()  # a bad token: the route's 401
+        scraper = scrape.scraper if allowed else "-"  # a malformed ?scraper=: the route's 400
         try:
             if allowed:
-                result = self.queue.scrape(scrape.scraper, int(scrape.time * 1000), consume=scrape.consume)
+                result = self.queue.scrape(scraper, int(scrape.time * 1000), consume=scrape.consume)
             else:
                 result = ScrapeResult(status="unauthorized")
         except Exception:
             # The rest of /metrics still answers; the transaction rolled back, so nothing was
             # handed out and this scraper gets its events at the next scrape.
-            log.exception("one-shot queue unavailable for scraper %s", scrape.scraper)
+            log.exception("one-shot queue unavailable for scraper %s", scraper)
             result = ScrapeResult(status="error")
-        log.debug("scraper : %s (%s, %d event(s))", scrape.scraper if allowed else "-", result.status,
+        log.debug("scraper : %s (%s, %d event(s))", scraper, result.status,
                   len(result.deliveries))
         # Counters are read after the scrape's transaction: reading flushes this worker's buffer.
         counters = self.state.counters(COUNTER_PREFIX)

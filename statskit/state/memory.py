@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Dict, List, Optional, Tuple
 
+from ..errors import is_transient
 from ..labels import LabelKey, Labels, label_key
 from . import CounterRow
 from .memory_blocks import MemoryLogs, MemoryRecords
@@ -38,7 +39,7 @@ class MemoryState:
         pass
 
     def is_transient(self, exc: BaseException) -> bool:
-        return False
+        return is_transient(exc)  # nothing of its own fails that way; a store's errors may
 
 
 def open_memory(data_dir: Optional[str] = None, flush_interval: float = 0.0) -> MemoryState:

@@ -1,6 +1,4 @@
 """Deprecated: moved to :mod:`statskit.grafana.stores`. This alias goes away in statskit 0.3."""
-import warnings as _warnings
+from statskit._moved import alias
 
-from statskit.grafana.stores import *  # noqa: F401,F403
-
-_warnings.warn("statskit.state.sessions is deprecated; import from statskit.grafana.stores instead", DeprecationWarning, stacklevel=2)
+__getattr__, __dir__ = alias(__name__, "statskit.grafana.stores")

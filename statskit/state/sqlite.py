@@ -160,6 +160,7 @@ class SQLiteState:
         self._pending: Dict[Tuple[str, LabelKey], float] = {}
         self._flusher_pid = 0
         self._stop = threading.Event()
+        self._flusher: Optional[threading.Thread] = None
         self._records: Optional[Any] = None
         self._logs: Optional[Any] = None
         _live_states.add(self)
@@ -179,7 +180,9 @@ class SQLiteState:
                 return
             self._flusher_pid = os.getpid()
             self._stop = threading.Event()
-        threading.Thread(target=self._run_flusher, name="statskit-state-flush", daemon=True).start()
+            flusher = self._flusher = threading.Thread(target=self._run_flusher, name="statskit-state-flush",
+                                                       daemon=True)
+        flusher.start()
 
     def _run_flusher(self) -> None:
         stop = self._stop
@@ -218,6 +221,9 @@ class SQLiteState:
 
     def close(self) -> None:
         self._stop.set()
+        flusher = self._flusher
+        if flusher is not None and flusher.is_alive() and flusher is not threading.current_thread():
+            flusher.join(5.0)  # a flush in progress finishes (or puts its increments back) first
         self.flush()
         _live_states.discard(self)
         # Every connection closed now, not by the garbage collector at some later point: the
