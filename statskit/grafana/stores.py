@@ -1,11 +1,11 @@
-"""Session caches (:class:`statskit.grafana.sessions.SessionCache`): in memory, and in SQLite for gunicorn.
+"""Session caches (:class:`statskit.grafana.sessions.SessionCache`) tuned for the memory and
+SQLite backends.
 
-Which one a server uses follows its state store (:func:`open_session_cache`): a
-:class:`~statskit.state.sqlite.SQLiteState` gets :class:`SQLiteSessionCache` on the same database
-(every worker of the host sees every session, and sessions survive restarts); a
-:class:`~statskit.state.memory.MemoryState` gets :class:`MemorySessionCache` (one process). A
-state store with a ``session_cache(max_size, idle_timeout)`` method (a network store, say)
-provides its own.
+Which one a server uses follows its state backend's name (:func:`open_session_cache`): ``sqlite``
+gets :class:`SQLiteSessionCache` on the same database (every worker of the host sees every
+session, and sessions survive restarts); ``memory`` gets :class:`MemorySessionCache` (one
+process); any other backend the generic cache on its keyed records
+(:class:`~statskit.grafana.store_records.RecordSessionCache`).
 
 **Eviction** only forgets cache entries; the counters already credited stay as they are. A
 session is forgotten when

@@ -9,12 +9,10 @@ from .store_memory import MemoryQueue
 from .store_records import RecordsQueue
 from .store_sqlite import SQLiteQueue
 
-# --------------------------------------------------------------------------- choice
-
-
 def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
                reporter: Optional[Reporter] = None) -> OneShotQueue:
-    """The queue for a state store: SQLite next to an ``SQLiteState`` (same database), else in memory."""
+    """The queue for a state backend: the tuned SQLite (same database) or memory one, else the
+    generic queue on the backend's keyed records and numbered log."""
     limits = limits or QueueLimits()
     reporter = reporter or Reporter(state)
     tuned: Dict[str, Callable[[Any], OneShotQueue]] = {"sqlite": lambda backend: SQLiteQueue(backend.db, limits, reporter)}
