@@ -201,6 +201,13 @@ OPTIONS: list = [
     Option("state", "backend", "sqlite", parse_name, "STATSKIT_STATE", "--state",
            "sqlite, memory, or a backend registered under the statskit.backends entry point"),
     Option("state", "flush_interval", 1.0, _D, None, None, "how often buffered counters reach the store"),
+    Option("state", "redis_url", "redis://127.0.0.1:6379/0", _S, "REDIS_URL", "--redis-url",
+           "redis backend: redis://[:password@]host:port/db, rediss:// (TLS) or redis+sentinel://host:26379/service/db"),
+    Option("state", "redis_prefix", "statskit", _S, "STATSKIT_REDIS_PREFIX", None,
+           "redis backend: key prefix (a hash tag: every key of a deployment in one Cluster slot)"),
+    Option("state", "sentinels", [], _L, "STATSKIT_REDIS_SENTINELS", None,
+           "redis backend: Sentinel host:port list (with redis_url naming the db and password)"),
+    Option("state", "sentinel_service", "mymaster", _S, None, None, "redis backend: the Sentinel service name"),
     # --- sinks
     Option("sinks", "enabled", ["sqlite", "stdout", "prometheus"], _L, "STATSKIT_SINKS", "--sinks",
            "sinks events go to, by name (third-party ones through the statskit.sinks entry point)"),

@@ -105,5 +105,6 @@ class Pipeline:
 def build_pipeline(settings: Any, state: Optional[StateStore] = None) -> Pipeline:
     """The pipeline that ``settings`` describes (``[sinks] enabled``, ``[state] backend``)."""
     if state is None:
-        state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
+        state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval,
+                             settings.state)
     return Pipeline(build_sinks(settings.sinks.enabled, settings, state), state)

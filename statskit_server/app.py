@@ -85,7 +85,8 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
         settings = load_settings(os.environ.get("STATSKIT_CONFIG") or None)
     if pipeline is None:
         if state is None:
-            state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
+            state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval,
+                             settings.state)
         pipeline = build_pipeline(settings, state)
     runtime = Runtime(settings, pipeline.state, pipeline)
     runtime.metric_sources.append(StateMetrics(runtime.state))

@@ -72,8 +72,9 @@ class Backend(Protocol):
 StateStore = Backend  # the name used before backends were pluggable
 
 #: Built-in backends; others register under the ``statskit.backends`` entry point, as a
-#: callable ``(data_dir, flush_interval) -> Backend``.
-BUILTIN_BACKENDS = {"memory": "statskit.state.memory:open_memory", "sqlite": "statskit.state.sqlite:open_sqlite"}
+#: callable ``(data_dir, flush_interval, options) -> Backend``.
+BUILTIN_BACKENDS = {"memory": "statskit.state.memory:open_memory", "sqlite": "statskit.state.sqlite:open_sqlite",
+                    "redis": "statskit.state.redis:open_redis"}
 BACKEND_GROUP = "statskit.backends"
 
 
@@ -81,8 +82,10 @@ def backend_names() -> List[str]:
     return sorted(set(BUILTIN_BACKENDS) | {ep.name for ep in entry_points_of(BACKEND_GROUP)})
 
 
-def open_backend(name: str, data_dir: Optional[str] = None, flush_interval: float = 1.0) -> Backend:
-    """The backend named in ``[state] backend``."""
+def open_backend(name: str, data_dir: Optional[str] = None, flush_interval: float = 1.0,
+                 options: Optional[Any] = None) -> Backend:
+    """The backend named in ``[state] backend``; ``options`` is the ``[state]`` section (a
+    network backend's address and key prefix)."""
     target = BUILTIN_BACKENDS.get(name)
     if target is not None:
         module, _, attr = target.partition(":")
@@ -91,7 +94,7 @@ def open_backend(name: str, data_dir: Optional[str] = None, flush_interval: floa
         factory = load_group(BACKEND_GROUP).get(name)
         if factory is None:
             raise ValueError(f"unknown state backend {name!r} (use {' or '.join(backend_names())})")
-    return factory(data_dir or ".", flush_interval)
+    return factory(data_dir or ".", flush_interval, options)
 
 
 open_state = open_backend  # the name used before backends were pluggable

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import is_transient
 from ..labels import LabelKey, Labels, label_key
@@ -42,6 +42,6 @@ class MemoryState:
         return is_transient(exc)  # nothing of its own fails that way; a store's errors may
 
 
-def open_memory(data_dir: Optional[str] = None, flush_interval: float = 0.0) -> MemoryState:
+def open_memory(data_dir: Optional[str] = None, flush_interval: float = 0.0, options: Any = None) -> MemoryState:
     """The memory backend (``[state] backend = memory``): nothing is shared or persisted."""
     return MemoryState()

@@ -11,7 +11,7 @@ all live in one slot: the atomic steps (MULTI/EXEC, scripts) may span several ke
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Type
 from urllib.parse import unquote, urlsplit
 
 from ..errors import RetryableError
@@ -76,7 +76,7 @@ def connect(url: str, sentinels: Sequence[str] = (), service: str = "mymaster") 
     return redis.Redis.from_url(url, **options)
 
 
-def transient_errors() -> Tuple[type, ...]:
+def transient_errors() -> Tuple[Type[BaseException], ...]:
     """What a Redis that is down, restarting, loading or failing over raises."""
     from redis import exceptions as e
 

@@ -6,18 +6,16 @@ Connections are per thread and per process, so the store is safe after ``os.fork
 """
 from __future__ import annotations
 
-import atexit
 import os
 import sqlite3
 import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
-from ..errors import is_transient
-from ..labels import LabelKey, Labels, decode_labels, encode_labels, label_key
-from . import CounterRow
+from ..labels import decode_labels, encode_labels
+from .buffered import BufferedCounters, CounterRow
 
 if TYPE_CHECKING:
     from .sqlite_blocks import SQLiteLogs, SQLiteRecords
@@ -142,7 +140,7 @@ class SQLiteDB:
         self._local = threading.local()
 
 
-class SQLiteState:
+class SQLiteState(BufferedCounters):
     """Counters in SQLite, buffered per process and flushed at most ``flush_interval`` apart.
 
     Increments land in a local dict (a request costs no write); a daemon thread, started lazily
@@ -153,66 +151,21 @@ class SQLiteState:
     name = "sqlite"
 
     def __init__(self, path: str, flush_interval: float = 1.0) -> None:
+        super().__init__(flush_interval)
         self.db = SQLiteDB(path)
         self.db.ensure_schema(_COUNTERS_SCHEMA)
-        self.flush_interval = flush_interval
-        self._lock = threading.Lock()
-        self._pending: Dict[Tuple[str, LabelKey], float] = {}
-        self._flusher_pid = 0
-        self._stop = threading.Event()
-        self._flusher: Optional[threading.Thread] = None
         self._records: Optional[Any] = None
         self._logs: Optional[Any] = None
-        _live_states.add(self)
 
-    def incr(self, name: str, labels: Labels = (), amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError("counters only go up")
-        key = (name, label_key(labels))
-        with self._lock:
-            self._pending[key] = self._pending.get(key, 0.0) + amount
-        if self._flusher_pid != os.getpid():
-            self._start_flusher()
+    def _write(self, rows: List[CounterRow]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                [(name, encode_labels(lk), value) for name, lk, value in rows],
+            )
 
-    def _start_flusher(self) -> None:
-        with self._lock:
-            if self._flusher_pid == os.getpid():
-                return
-            self._flusher_pid = os.getpid()
-            self._stop = threading.Event()
-            flusher = self._flusher = threading.Thread(target=self._run_flusher, name="statskit-state-flush",
-                                                       daemon=True)
-        flusher.start()
-
-    def _run_flusher(self) -> None:
-        stop = self._stop
-        while not stop.wait(self.flush_interval):
-            try:
-                self.flush()
-            except sqlite3.Error:
-                pass  # retried on the next tick; the increments stay pending
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        rows = [(name, encode_labels(lk), value) for (name, lk), value in pending.items()]
-        try:
-            with self.db.transaction() as conn:
-                conn.executemany(
-                    "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
-                    rows,
-                )
-        except BaseException:
-            with self._lock:  # put them back: counters never lose acknowledged increments
-                for key, value in pending.items():
-                    self._pending[key] = self._pending.get(key, 0.0) + value
-            raise
-
-    def counters(self, prefix: str = "") -> List[CounterRow]:
-        self.flush()
+    def _read(self, prefix: str) -> List[CounterRow]:
         cur = self.db.connection().execute(
             "SELECT name, labels, value FROM counters WHERE name >= ? AND name < ? ORDER BY name, labels",
             (prefix, prefix + "\U0010ffff"),
@@ -220,20 +173,11 @@ class SQLiteState:
         return [(name, decode_labels(labels), value) for name, labels, value in cur]
 
     def close(self) -> None:
-        self._stop.set()
-        flusher = self._flusher
-        if flusher is not None and flusher.is_alive() and flusher is not threading.current_thread():
-            flusher.join(5.0)  # a flush in progress finishes (or puts its increments back) first
-        self.flush()
-        _live_states.discard(self)
+        super().close()
         # Every connection closed now, not by the garbage collector at some later point: the
         # server builds the schema in the gunicorn master, and a connection left open there
         # (or closed late, by another thread) checkpoints and removes the WAL under the workers.
         self.db.close()
-
-
-    def is_transient(self, exc: BaseException) -> bool:
-        return is_transient(exc)
 
     @property
     def records(self) -> "SQLiteRecords":
@@ -254,18 +198,6 @@ class SQLiteState:
         return self._logs
 
 
-def open_sqlite(data_dir: str, flush_interval: float = 1.0) -> SQLiteState:
+def open_sqlite(data_dir: str, flush_interval: float = 1.0, options: Any = None) -> SQLiteState:
     """The embedded default (``[state] backend = sqlite``): ``<data_dir>/statskit.db``."""
     return SQLiteState(database_path(data_dir), flush_interval=flush_interval)
-
-
-_live_states: "weakref.WeakSet[SQLiteState]" = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    for state in list(_live_states):
-        try:
-            state.flush()
-        except Exception:
-            pass

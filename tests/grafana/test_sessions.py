@@ -1,6 +1,7 @@
 """Sessions, durations and counters, in the library (no Falcon): both cache backends."""
 import random
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,6 +14,7 @@ from statskit.grafana.points import session_point
 from statskit.state import label_key
 from statskit.state.memory import MemoryState
 from statskit.grafana.store_records import RecordSessionCache
+from statskit.state import open_backend
 from statskit.grafana.stores import MemorySessionCache, SQLiteSessionCache, open_session_cache
 from statskit.state.sqlite import SQLiteState, database_path
 
@@ -56,12 +58,16 @@ class OriginalReceiver:
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(params=["memory", "sqlite", "generic"])
+@pytest.fixture(params=["memory", "sqlite", "generic", "redis"])
 def backend(request, tmp_path):
     """(state, cache factory) for each cache: the tuned memory and SQLite ones, and the generic
-    one on a backend's keyed records (what a backend without a tuned cache gets)."""
+    one on a backend's keyed records (what a backend without a tuned cache gets: SQLite's
+    records, and a real Redis)."""
     if request.param == "memory":
         state = MemoryState()
+    elif request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        state = open_backend("redis", str(tmp_path), 0.05, SimpleNamespace(redis_url=server.url, redis_prefix="t"))
     else:
         state = SQLiteState(database_path(str(tmp_path)))
     if request.param == "generic":

@@ -5,6 +5,8 @@ import os
 import re
 import sqlite3
 
+from types import SimpleNamespace
+
 import pytest
 
 from statskit.errors import TooLarge, ValidationError
@@ -12,7 +14,7 @@ from statskit.metrics import Scrape, render
 from statskit_server.peer import check_scraper_name
 from statskit.oneshot import (DROPPED, EVENT_COUNT, REFUSED, OneShot, QueueLimits, Reporter,
                               open_queue, parse_event, parse_form, parse_value)
-from statskit.state import sum_by
+from statskit.state import open_backend, sum_by
 from statskit.state.memory import MemoryState
 from statskit.oneshot.store_memory import MemoryQueue
 from statskit.oneshot.store_records import RecordsQueue
@@ -121,11 +123,12 @@ def test_scraper_names_that_could_impersonate_or_are_malformed(name):
 LIMITS = QueueLimits(max_scrapers=3, max_pending=5, scraper_timeout=60.0, maintain_every=4)
 
 
-@pytest.fixture(params=["memory", "sqlite", "generic"])
+@pytest.fixture(params=["memory", "sqlite", "generic", "redis"])
 def make_queue(request, tmp_path):
     """Each queue: the tuned memory and SQLite ones, and the generic one on a backend's keyed
-    records and numbered log (what a backend without a tuned queue gets)."""
+    records and numbered log (what a backend without a tuned queue gets), also on a real Redis."""
     states = []
+    server = request.getfixturevalue("redis_server") if request.param == "redis" else None  # torn down last
 
     def make(limits=LIMITS, path=None):
         if request.param == "memory":
@@ -134,6 +137,9 @@ def make_queue(request, tmp_path):
         elif request.param == "generic":
             state = SQLiteState(str(path or tmp_path / "state.db"))
             queue = RecordsQueue(state.records, state.logs, limits, Reporter(state))
+        elif request.param == "redis":  # the generic queue on a real Redis
+            state = open_backend("redis", str(tmp_path), 0.05, SimpleNamespace(redis_url=server.url, redis_prefix="t"))
+            queue = open_queue(state, limits, Reporter(state))
         else:
             state = SQLiteState(str(path or tmp_path / "state.db"))
             queue = SQLiteQueue(state.db, limits, Reporter(state))

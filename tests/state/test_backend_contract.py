@@ -4,32 +4,44 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from types import SimpleNamespace
 from typing import Callable, Dict, Iterator
 
 import pytest
 
+from statskit.errors import RetryableError
 from statskit.state import Backend, open_backend, store_for
 from statskit.state.sqlite import SQLiteState, database_path
 
 
-def _memory(tmp_path) -> Callable[[], Backend]:
+def _memory(tmp_path, *_: object) -> Callable[[], Backend]:
     shared = open_backend("memory")
     return lambda: shared  # one process: every "worker" is the same object
 
 
-def _sqlite(tmp_path) -> Callable[[], Backend]:
+def _sqlite(tmp_path, *_: object) -> Callable[[], Backend]:
     # Each call is another process's view of the same database (its own connections).
     return lambda: open_backend("sqlite", str(tmp_path), flush_interval=0.05)
 
 
-BACKENDS = {"memory": _memory, "sqlite": _sqlite}
+def _redis(tmp_path, server) -> Callable[[], Backend]:
+    # Each call is another host's (or worker's) client on the same Redis and prefix.
+    options = SimpleNamespace(redis_url=server.url, redis_prefix="contract", sentinels=[], sentinel_service="")
+    return lambda: open_backend("redis", str(tmp_path), 0.05, options)
+
+
+BACKENDS = {"memory": _memory, "sqlite": _sqlite, "redis": _redis}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backends(request, tmp_path) -> Iterator[Callable[[], Backend]]:
-    """``backends()`` opens one more handle on the same shared state."""
+    """``backends()`` opens one more handle on the same shared state (Redis: a real
+    redis-server, started for the test)."""
     opened = []
-    make = BACKENDS[request.param](tmp_path)
+    if request.param == "redis":
+        make = _redis(tmp_path, request.getfixturevalue("redis_server"))
+    else:
+        make = BACKENDS[request.param](tmp_path)
 
     def open_one() -> Backend:
         backend = make()
@@ -120,6 +132,7 @@ def test_logs_number_in_order_read_after_trim_and_never_reuse(backends):
 def test_transient_errors_are_told_from_bugs(backends):
     backend = backends()
     assert not backend.is_transient(ValueError("a bug"))
+    assert backend.is_transient(RetryableError("down"))
     if backend.name == "sqlite":
         assert backend.is_transient(sqlite3.OperationalError("database is locked"))
         assert not backend.is_transient(sqlite3.OperationalError("no such column: x"))

@@ -1,0 +1,111 @@
+"""Counters buffered per process and flushed at most ``flush_interval`` apart: what a shared
+backend (SQLite, Redis) builds on, so a request costs no write.
+
+A subclass writes a batch with ``_write(rows)`` (one transaction or round trip) and reads with
+``_read(prefix)``; a batch that fails goes back into the buffer, so no acknowledged increment is
+lost while the store is down: it goes out with the next flush that succeeds.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import is_transient
+from ..labels import LabelKey, Labels, label_key
+
+CounterRow = Tuple[str, LabelKey, float]
+
+
+class BufferedCounters:
+    def __init__(self, flush_interval: float = 1.0) -> None:
+        self.flush_interval = flush_interval
+        self._lock = threading.Lock()
+        self._pending: Dict[Tuple[str, LabelKey], float] = {}
+        self._flusher_pid = 0
+        self._stop = threading.Event()
+        self._flusher: Optional[threading.Thread] = None
+        _live.add(self)
+
+    # -- what a subclass provides
+
+    def _write(self, rows: List[CounterRow]) -> None:
+        """Add ``rows`` to the shared counters, all or nothing."""
+        raise NotImplementedError
+
+    def _read(self, prefix: str) -> List[CounterRow]:
+        """Every shared counter whose name starts with ``prefix``, sorted by name and labels."""
+        raise NotImplementedError
+
+    # -- the counters API
+
+    def incr(self, name: str, labels: Labels = (), amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        key = (name, label_key(labels))
+        with self._lock:
+            self._pending[key] = self._pending.get(key, 0.0) + amount
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+            self._stop = threading.Event()
+            flusher = self._flusher = threading.Thread(target=self._run_flusher, name="statskit-state-flush",
+                                                       daemon=True)
+        flusher.start()
+
+    def _run_flusher(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception as exc:
+                if not self.is_transient(exc):
+                    raise  # a bug: the thread dies loudly rather than spin on it
+                # down or busy: retried on the next tick; the increments stay pending
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            self._write([(name, lk, value) for (name, lk), value in pending.items()])
+        except BaseException:
+            with self._lock:  # put them back: counters never lose acknowledged increments
+                for key, value in pending.items():
+                    self._pending[key] = self._pending.get(key, 0.0) + value
+            raise
+
+    def counters(self, prefix: str = "") -> List[CounterRow]:
+        self.flush()
+        return self._read(prefix)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        flusher = self._flusher
+        if flusher is not None and flusher.is_alive() and flusher is not threading.current_thread():
+            flusher.join(5.0)  # a flush in progress finishes (or puts its increments back) first
+        self.flush()
+        _live.discard(self)
+
+
+_live: "weakref.WeakSet[BufferedCounters]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for state in list(_live):
+        try:
+            state.flush()
+        except Exception:
+            pass  # the store is gone; nothing more can be done at exit
