@@ -114,9 +114,12 @@ class SessionTracker:
     def _start_worker(self) -> Worker:
         with self._worker_lock:
             if self._worker is None:
+                # A store that is down or busy (Redis restarting, SQLite locked) is waited for, for
+                # as long as it takes: the bounded queue is the limit (then payloads are dropped,
+                # counted and logged), not a number of retries.
                 self._worker = BatchWorker(self._apply_batch, max_queue=self.max_queue, batch_size=1000,
-                                           max_latency=self.max_latency, max_retries=5, backoff=0.1,
-                                           on_drop=self._dropped, name="statskit-grafana-sessions")
+                                           max_latency=self.max_latency, max_retries=None, backoff=0.1,
+                                           max_backoff=2.0, on_drop=self._dropped, name="statskit-grafana-sessions")
             return self._worker
 
     def _apply_batch(self, items: List[Tuple[Payload, float]]) -> None:

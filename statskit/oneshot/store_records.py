@@ -19,9 +19,18 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import orjson
 
+from ..errors import RetryableError, Unavailable
 from ..state.protocols import KeyedRecords, NumberedLog
+from ..worker import BatchWorker
 from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
-from .store_common import MAX_PENDING_REASON, SERIES_MEMORY_MS, TIMEOUT_REASON, plan_delivery, trim_cursor
+from .store_common import (
+    MAX_PENDING_REASON,
+    SERIES_MEMORY_MS,
+    TIMEOUT_REASON,
+    log,
+    plan_delivery,
+    trim_cursor,
+)
 
 LOG = "oneshot"
 STATE = "oneshot"          # records table of the scraper registry
@@ -47,15 +56,39 @@ def _decode_event(seq: int, item: bytes) -> Delivery:
 class RecordsQueue:
     """:class:`~statskit.oneshot.queue.OneShotQueue` on ``records`` and ``logs``."""
 
-    def __init__(self, records: KeyedRecords, logs: NumberedLog, limits: QueueLimits, reporter: Reporter) -> None:
+    def __init__(self, records: KeyedRecords, logs: NumberedLog, limits: QueueLimits, reporter: Reporter,
+                 max_spooled: int = 100_000) -> None:
         self.records = records
         self.logs = logs
         self.limits = limits
         self.reporter = reporter
+        # Posts that found the store down wait here and go in, in order, once it is back: a
+        # POST /event is still answered while Redis restarts (see the README's Redis section).
+        self._spool = BatchWorker(self._post_spooled, max_queue=max_spooled, batch_size=500, max_latency=0.05,
+                                  max_retries=None, backoff=0.1, max_backoff=2.0, name="statskit-oneshot-spool")
 
     # -- posting
 
     def post(self, key: str, value: float, time_ms: int) -> None:
+        event = (key, value, time_ms)
+        if not len(self._spool):
+            try:
+                self._post(*event)
+                return
+            except RetryableError:
+                pass  # down or busy: spooled below
+        if not self._spool.submit(event):
+            raise Unavailable("one-shot store unavailable and the spool of waiting posts is full")
+
+    def _post_spooled(self, events: List[Tuple[str, float, int]]) -> None:
+        for i, event in enumerate(events):
+            try:
+                self._post(*event)
+            except RetryableError:
+                del events[:i]  # the batch is retried: only what is not stored yet
+                raise
+
+    def _post(self, key: str, value: float, time_ms: int) -> None:
         def stamp(current: Dict[str, Optional[bytes]]) -> Tuple[Dict[str, Optional[bytes]], int]:
             last = current[key]
             t = time_ms
@@ -66,7 +99,10 @@ class RecordsQueue:
         stamped = self.records.update(SERIES, [key], stamp)
         last = self.logs.append(LOG, [_encode_event(stamped, key, value)])
         if last % self.limits.maintain_every == 0:
-            self.maintain(stamped)
+            try:
+                self.maintain(stamped)
+            except RetryableError:
+                pass  # stored already; the clean-up runs again at the next scrape
 
     # -- scraping
 
@@ -196,11 +232,12 @@ class RecordsQueue:
             self.records.delete(SERIES, old)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        return True  # every post is committed before it returns
+        return self._spool.flush(timeout)  # a post is committed before it returns, or spooled
 
     def stored(self) -> int:
         return len(self.logs.read(LOG, 0, _READ_ALL))
 
     def close(self, timeout: Optional[float] = None) -> None:
-        pass
+        if not self._spool.close(timeout):
+            log.error("one-shot queue stopped with %d post(s) not stored (the store stayed down)", len(self._spool))
 
