@@ -8,15 +8,19 @@ lost while the store is down: it goes out with the next flush that succeeds.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import weakref
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import is_transient
+from ..logs import RateLimit
 from ..labels import LabelKey, Labels, label_key
 
 CounterRow = Tuple[str, LabelKey, float]
+log = logging.getLogger("statskit.state")
+_errors = RateLimit(60.0)
 
 
 class BufferedCounters:
@@ -66,9 +70,11 @@ class BufferedCounters:
             try:
                 self.flush()
             except Exception as exc:
-                if not self.is_transient(exc):
-                    raise  # a bug: the thread dies loudly rather than spin on it
-                # down or busy: retried on the next tick; the increments stay pending
+                # Down or busy: retried on the next tick, the increments stay pending. Anything
+                # else is logged (once a minute), and retried too: a dead flusher would strand
+                # every later increment of this process.
+                if not self.is_transient(exc) and _errors.allow(type(self).__name__):
+                    log.exception("%s: flushing counters failed; retrying", type(self).__name__)
 
     def flush(self) -> None:
         with self._lock:
