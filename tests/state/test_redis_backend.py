@@ -63,3 +63,35 @@ def test_while_redis_is_down_increments_wait_and_reads_are_unavailable(tmp_path)
         backend.close()
     finally:
         server.close()
+
+
+def _hammer(url, worker, rounds):
+    from grafana_payloads import encode, payload
+    from statskit.grafana import SessionTracker, decode_payload
+    from statskit.grafana.stores import open_session_cache
+
+    state = open_backend("redis", ".", 0.05, SimpleNamespace(redis_url=url, redis_prefix="hammer"))
+    tracker = SessionTracker(state, open_session_cache(state, 0, 0.0))
+    for i in range(rounds):
+        body = encode(payload("shared", "heartbeat", 1000 + 8 * i + worker))
+        tracker.process(decode_payload(body), now=1000 + i)
+        state.incr("statskit_hammer", {"w": "all"})
+    state.close()
+
+
+def test_eight_processes_updating_one_session_and_counter_lose_no_update(redis_server):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_hammer, args=(redis_server.url, w, 40)) for w in range(8)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [p.exitcode for p in procs] == [0] * 8
+    state = open_backend("redis", ".", 0.05, SimpleNamespace(redis_url=redis_server.url, redis_prefix="hammer"))
+    from statskit.grafana.stores import open_session_cache
+
+    assert open_session_cache(state, 0, 0.0).get("shared").heartbeats == 320
+    assert state.counters("statskit_hammer") == [("statskit_hammer", (("w", "all"),), 320.0)]
+    state.close()
