@@ -19,7 +19,7 @@ from typing import Any, List, Optional
 import falcon
 
 from statskit.errors import StatskitError, TooLarge, ValidationError
-from statskit.events import check_item_sizes, decode_batch, decode_json, parse_items, parse_time
+from statskit.events import check_item_sizes, decode_batch, decode_json, parse_event, parse_items, parse_time
 
 from statskit.pipeline import Pipeline
 
@@ -48,7 +48,8 @@ class _Ingest:
 
     def _store(self, items: List[Any], body_length: int) -> list:
         check_item_sizes(items, body_length, self.limits.max_event_bytes)
-        events = parse_items(items, table_name=self.table_name)
+        # v1 events get the server's ``now`` when they have none, as stats-service v1 added it.
+        events = parse_items(items, table_name=self.table_name, stamp_now=True)
         self.pipeline.ingest(events)
         return events
 
@@ -66,7 +67,11 @@ class LogEvent(_Ingest):
             items.append(doc)
             if len(body) > self.limits.max_event_bytes:
                 raise TooLarge(f"event of {len(body)} bytes; the limit is {self.limits.max_event_bytes}")
-            resp.media = self._store(items, 0)[0].id
+            # A dict is a v1 event: uid and event required, as stats-service v1 asserted (a
+            # lone point is not taken for one; points come as a list).
+            event = parse_event(doc, table_name=self.table_name, stamp_now=True)
+            self.pipeline.ingest([event])
+            resp.media = event.id
         elif isinstance(doc, list):
             if len(doc) > self.limits.max_batch_events:
                 raise TooLarge(f"{len(doc)} points in one request; the limit is {self.limits.max_batch_events}")

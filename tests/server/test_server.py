@@ -75,6 +75,32 @@ def test_v2_points_answer_ok_and_trailing_slash_works(client, app):
     assert stored(app) == 2
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"measurement": "cpu", "tags": {"host": "a"}, "fields": {"v": 1.5}}, "uid"),
+    ({"uid": "u1", "measurement": "cpu", "fields": {"v": 1}}, "event"),
+])
+def test_a_dict_that_is_not_an_event_is_a_400_naming_the_missing_field(client, app, body, field):
+    """stats-service v1 required uid and event in a dict: a lone point is not an event (a list of
+    points stays the v2 API)."""
+    resp = client.simulate_post("/log/event", json=body, headers=auth())
+    assert resp.status_code == 400 and resp.json["field"] == field and repr(field) in resp.json["message"]
+    assert stored(app) == 0
+    assert client.simulate_post("/log/event", json=[body], headers=auth()).status_code == (200 if field == "uid" else 400)
+
+
+def test_a_v1_event_gets_the_servers_now_unless_it_has_one(client):
+    import time
+
+    before = time.time()
+    first = client.simulate_post("/log/event", json={"uid": "u1", "event": "now"}, headers=auth()).json
+    after = time.time()
+    own = client.simulate_post("/log/event", json={"uid": "u1", "event": "now", "now": 12.5}, headers=auth()).json
+    [batched] = client.simulate_post("/log/events", json=[{"uid": "u1", "event": "now"}], headers=auth()).json["ids"]
+    got = {i: client.simulate_get(f"/log/event/{i}", headers=auth(["read"])).json for i in (first, own, batched)}
+    assert isinstance(got[first]["now"], float) and before <= got[first]["now"] <= after
+    assert got[own]["now"] == 12.5 and isinstance(got[batched]["now"], float)
+
+
 def test_bearer_header_works_too(client):
     token = TokenSigner([SECRET]).mint("svc", ["write"])
     resp = client.simulate_post("/log/event", json={"uid": "u", "event": "e"}, headers={"Authorization": f"Bearer {token}"})
