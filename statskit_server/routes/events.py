@@ -8,6 +8,10 @@ Status codes (all errors are JSON ``{"error", "message"}``):
 400                        malformed JSON, missing ``uid``/``event``, bad names or types
 413                        body over ``max_body_bytes``, an event over ``max_event_bytes``,
                            more than ``max_batch_events`` events
+404                        a method the route does not take (stats-service's Pyramid routes
+                           answered 404, not 405), and a POST whose ``X-HTTP-Method-Override``
+                           is PUT, DELETE, PATCH or OPTIONS (stats-service rewrote the method
+                           and then found no view): nothing is written
 =========================  ==============================================================
 
 A rejected request stores nothing: a batch is validated whole before any sink sees it.
@@ -129,7 +133,33 @@ def _time_param(req: falcon.Request, name: str) -> Optional[int]:
     return parse_time(value, field=name)
 
 
+# The routes stats-service had (plus /log/events, statskit's batch route beside them).
+STATS_SERVICE_ROUTES = frozenset({"/log/event", "/log/event/", "/log/events", "/log/events/", "/log/event/{event_id}",
+                                  "/log/event/{event_id}/", "/ping", "/ping/"})
+# stats-service's middleware rewrote a POST's method to one of these (and then no view matched).
+OVERRIDDEN_METHODS = frozenset({"PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+class StatsServiceMethods:
+    """Middleware: on the stats-service routes, a method without a responder is a 404 (Pyramid's
+    answer there; falcon's would be 405), and so is a POST that ``X-HTTP-Method-Override``
+    turns into PUT, DELETE, PATCH or OPTIONS. Other routes keep falcon's 405."""
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict) -> None:
+        if resource is None or req.uri_template not in STATS_SERVICE_ROUTES:
+            return
+        method = req.method
+        if method == "POST":
+            override = (req.get_header("X-HTTP-Method-Override") or "").strip().upper()
+            if override in OVERRIDDEN_METHODS:
+                method = override
+        if method != req.method or not hasattr(resource, "on_" + method.lower()):
+            raise falcon.HTTPNotFound(title="404 Not Found",
+                                      description=f"{req.path} has no {method} (as in stats-service)")
+
+
 def mount(app: falcon.App, pipeline: Pipeline, web: Web) -> None:
+    app.add_middleware(StatsServiceMethods())
     log_event = LogEvent(pipeline, web)
     app.add_route("/log/event", log_event)
     app.add_route("/log/event/", log_event)

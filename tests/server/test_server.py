@@ -199,8 +199,28 @@ def test_rejections_are_counted_per_event_name(client, app):
 def test_unknown_route_and_method_are_json(client):
     resp = client.simulate_get("/nope")
     assert resp.status_code == 404 and resp.json["error"] == "not_found"
-    resp = client.simulate_delete("/log/event")
-    assert resp.status_code == 405 and resp.json["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("DELETE", "/log/event"), ("GET", "/log/event"), ("GET", "/log/event/"), ("PUT", "/log/events"),
+    ("OPTIONS", "/log/event"), ("POST", "/log/event/entry_x"), ("POST", "/ping"), ("PUT", "/ping/"),
+])
+def test_a_wrong_method_on_a_stats_service_route_is_a_json_404_as_there(client, method, path):
+    resp = client.simulate_request(method, path, headers=auth())
+    assert resp.status_code == 404 and resp.json["error"] == "not_found"
+
+
+@pytest.mark.parametrize("override, status", [
+    ("PUT", 404), ("DELETE", 404), ("PATCH", 404), ("OPTIONS", 404), ("delete", 404),
+    ("GET", 200), ("bogus", 200),  # only those four were rewritten; the POST goes through
+])
+def test_x_http_method_override_on_post_as_stats_service(client, app, override, status):
+    headers = {**auth(), "X-HTTP-Method-Override": override}
+    for path, body in (("/log/event", {"uid": "u", "event": "override"}), ("/log/events", [{"uid": "u", "event": "o"}])):
+        resp = client.simulate_post(path, json=body, headers=headers)
+        assert resp.status_code == status
+    assert stored(app) == (2 if status == 200 else 0)
+    assert client.simulate_get("/ping", headers={"X-HTTP-Method-Override": "PUT"}).status_code == 200  # POST only
 
 
 def test_metrics_show_events_requests_latency_and_build_info(client):
