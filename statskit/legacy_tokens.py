@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import secrets as _secrets
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from statskit.config import ConfigError
 # TokenError is re-exported: callers of this module need no second import to catch it.
@@ -46,6 +46,7 @@ __all__ = [
     "TokenError",
     "LegacyAccessFileError",
     "LegacyAccessFile",
+    "environment_user",
     "derive_signing_key",
     "verify_legacy",
     "make_legacy_token",
@@ -197,17 +198,19 @@ class LegacyAccessFile:
     named by that user's ``username``, with scopes write and read.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str = "", users: Sequence[Any] = ()) -> None:
         self.path = str(path)
         self._tokens: Dict[str, Tuple[bytes, dict]] = {}
         self._by_username: Dict[str, dict] = {}
         self._by_id: Dict[str, dict] = {}
-        self._load()
+        if path:
+            self._load(read_access_file(self.path), self.path)
+        if users:  # more users, not from a file: stats-service's environment pair
+            self._load(users, "STATS_ACCESS_TOKEN")
 
-    def _load(self) -> None:
-        users = read_access_file(self.path)
+    def _load(self, users: Sequence[Any], source: str) -> None:
         for index, user in enumerate(users):
-            where = f"{self.path}: entry {index}"
+            where = f"{source}: entry {index}"
             if not isinstance(user, dict):
                 raise LegacyAccessFileError(f"{where} is not an object")
             username, user_id = user.get("username"), user.get("id")
@@ -230,7 +233,7 @@ class LegacyAccessFile:
                 if not isinstance(token, str) or not isinstance(secret, str):
                     raise LegacyAccessFileError(f"{where}: access_token and access_secret must be strings")
                 if token in self._tokens:
-                    log.warning("%s: access_token %s... listed twice; the last entry wins", self.path, token[:8])
+                    log.warning("%s: access_token %s... listed twice; the last entry wins", source, token[:8])
                 # Derive once here: HKDF is two extra HMAC-SHA512 per check otherwise.
                 self._tokens[token] = (derive_signing_key(secret), user)
 
@@ -260,6 +263,33 @@ class LegacyAccessFile:
             raise UnknownToken(f"legacy token identity {identifier!r} is not a user of the access file")
         name = user.get("username") or user.get("id")
         return Identity(name=str(name), scopes=LEGACY_SCOPES, expires=None, legacy=True)
+
+
+#: The one user of stats-service's environment pair.
+ENV_USERNAME = "statsbob"
+
+
+def environment_user(token: str, secret: str) -> Optional[dict]:
+    """The user of stats-service's ``STATS_ACCESS_TOKEN`` + ``STATS_ACCESS_SECRET`` pair (one
+    user, ``statsbob``), as an access-file entry; None when neither is set.
+
+    The original stored the token itself as the secret, so its real tokens never verified;
+    here the token is checked with the secret, once, at start: a pair that cannot work (one of
+    the two missing, a token that does not verify with the secret) is a LegacyAccessFileError.
+    The user's id is the token's identity, so the token names a user whatever identity it
+    was made for (stats-service looked identities up by username or id).
+    """
+    if not token and not secret:
+        return None
+    if not token or not secret:
+        missing = "STATS_ACCESS_TOKEN" if not token else "STATS_ACCESS_SECRET"
+        raise LegacyAccessFileError(f"{missing} is not set: stats-service's environment pair needs "
+                                    "both STATS_ACCESS_TOKEN and STATS_ACCESS_SECRET")
+    try:
+        identity = verify_legacy(token, secret)
+    except TokenError as exc:
+        raise LegacyAccessFileError(f"STATS_ACCESS_TOKEN does not verify with STATS_ACCESS_SECRET: {exc}") from None
+    return {"id": identity, "username": ENV_USERNAME, "tokens": [{"access_token": token, "access_secret": secret}]}
 
 
 def read_access_file(path: str) -> List[Any]:
