@@ -24,7 +24,7 @@ from statskit.events import new_id
 from statskit.worker import BatchWorker, RetryableError
 
 from .errors import ClientWarning, DroppedError, SendError
-from .transport import DEFAULT_URL, RetryableSendError, Transport, check, encode_json
+from .transport import DEFAULT_URL, BatchRouteMissing, RetryableSendError, Transport, check, encode_json
 
 log = logging.getLogger("statskit_client")
 
@@ -245,6 +245,9 @@ class Analytics:
             except (ValueError, TypeError, RecursionError) as exc:
                 del batch[i]
                 self._report_drop([event], "unencodable", exc)
+        if not self.transport.has_batch_route:
+            self._deliver_one_by_one(batch, bodies)
+            return
         limit = len(batch)  # halved to find an invalid event when the server does not name it
         while batch:
             n, size = 1, len(bodies[0]) + 2
@@ -253,6 +256,9 @@ class Analytics:
                 n += 1
             try:
                 self.transport.post_batch(bodies[:n])
+            except BatchRouteMissing:
+                self._deliver_one_by_one(batch, bodies)
+                return
             except SendError as exc:
                 # The server takes a batch whole or not at all: one bad event must not sink the rest.
                 if isinstance(exc, RetryableError) or exc.status not in (400, 413, 422):
@@ -269,6 +275,26 @@ class Analytics:
             del batch[:n], bodies[:n]
             with self._lock:
                 self.sent += n
+
+    def _deliver_one_by_one(self, batch: List[Event], bodies: List[bytes]) -> None:
+        """To a server without ``/log/events`` (the original stats-service): one ``POST
+        /log/event/`` per event, a point as a one-point list (its v2 API). Delivered and
+        rejected events leave ``batch`` as they go, so a retry resends only the rest."""
+        while batch:
+            event, body = batch[0], bodies[0]
+            if "measurement" in event and "uid" not in event and "event" not in event:
+                body = b"[" + body + b"]"
+            try:
+                self.transport.post_event(body)
+            except SendError as exc:
+                if isinstance(exc, RetryableError):
+                    raise
+                del batch[0], bodies[0]
+                self._report_drop([event], "rejected", exc)
+                continue
+            del batch[0], bodies[0]
+            with self._lock:
+                self.sent += 1
 
     def _send_inline(self, events: List[Event]) -> None:
         batch = list(events)
