@@ -309,7 +309,7 @@ def read_access_file(path: str) -> List[Any]:
 def add_legacy_token(path: str, username: str, timeout: float = 10) -> str:
     """Create or update ``path`` with a new token for ``username`` and return it (the accesshelper CLI).
 
-    A new user gets ``{"id": "user_<uuid4 hex>", "username", "tokens": [...]}``; an existing one
+    A new user gets ``{"id": "user_<uuid4>", "username", "tokens": [...]}``; an existing one
     gets the token appended, so its older clients keep working. Written atomically, mode 0600.
     """
     import tempfile
@@ -329,7 +329,8 @@ def add_legacy_token(path: str, username: str, timeout: float = 10) -> str:
             tokens.append(pair)
             break
     else:
-        users.append({"id": "user_" + uuid.uuid4().hex, "username": username, "tokens": [pair]})
+        # "user_" + the uuid4 with its dashes, as accesshelper wrote it (event ids drop them).
+        users.append({"id": "user_" + str(uuid.uuid4()), "username": username, "tokens": [pair]})
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o600

@@ -244,7 +244,7 @@ def test_add_legacy_token_creates_then_updates(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     users = json.loads(Path(path).read_text())
     assert len(users) == 1 and users[0]["username"] == "bob"
-    assert re.fullmatch(r"user_[0-9a-f]{32}", users[0]["id"])
+    assert re.fullmatch(r"user_[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", users[0]["id"])  # str(uuid4()), as accesshelper
     assert users[0]["tokens"] == [{"access_token": token, "access_secret": users[0]["tokens"][0]["access_secret"]}]
     assert Path(path).read_text().startswith("[\n    {")  # indent 4, like accesshelper
     assert verify_legacy(token, users[0]["tokens"][0]["access_secret"]) == "bob"
