@@ -18,7 +18,10 @@ monotonic counters in the shared state store as it grows:
 * start only: no duration yet (and no duration series, as in the original).
 
 Payloads apply in arrival order, as the original's cache applied them: a start for a session
-already known is ignored; a heartbeat adds its point and forgets the end, whatever their times
+already known is ignored (one exception: a start older than every point of a session that has
+had no start is taken, where the original ignored it, since it can only be a session's first
+payload overtaken by its first heartbeat on another worker: the gap from it would never count
+otherwise); a heartbeat adds its point and forgets the end, whatever their times
 (a heartbeat after an end reopens the session and the duration is derived again); an end
 replaces the previous end and is sorted among the points by its time; a payload of an unknown
 type is a heartbeat; dashboard uid ``new`` (an unsaved dashboard) is not counted.
@@ -36,6 +39,8 @@ the panel's interval does not change within a session).
 **Order.** The server applies payloads in batches, one background thread per worker (see
 :meth:`SessionTracker.submit`), so two payloads of one session that arrive within one batch
 window (50 ms) on two workers may be applied in either order, as with the original's replicas.
+The counter keeps the largest duration shown, so an end overtaken by its last heartbeat keeps
+what the end credited; a start overtaken by its first heartbeat is taken (above).
 
 **Real counters.** A session remembers the duration already credited; each payload recomputes
 the duration and credits only an increase. When the recomputed duration shrinks (a heartbeat
@@ -261,7 +266,8 @@ def advance(record: Optional[SessionRecord], kind: str, t: int, interval: int, t
     """Apply one payload to a session: the new record (None: leave the stored one as it is) and
     the :class:`Step`. ``record`` may be modified in place (caches hand out private copies).
 
-    The original's rules, in arrival order: a start for a known session is ignored; a heartbeat
+    The original's rules, in arrival order: a start for a known session is ignored (except a
+    start older than every point of a session that has had no start: see below); a heartbeat
     adds a point and forgets the end (whatever their times: it reopens the session); an end
     replaces the previous one and is a point sorted among the others by its time.
     """
@@ -275,12 +281,23 @@ def advance(record: Optional[SessionRecord], kind: str, t: int, interval: int, t
             record.heartbeats = 1
         else:
             record.end = t
-    elif kind == START:
+    elif kind == START and (record.started or t >= record.first):
         step.ignored = True  # the original's cache.Add fails for a known uuid
         step._seal(record, duration(record, timeout))
         return None, step
     else:
-        if kind == HEARTBEAT:
+        if kind == START:
+            # A start older than every point of a session that has had none: its first payload,
+            # overtaken by its first heartbeat on another worker. Taken (the original ignored
+            # it), or that first gap would never count.
+            record.started = True
+            if record.heartbeats == 0:
+                record.start = record.first = t
+                record.window = (t,)
+            else:
+                add_point(record, t, gap_cap(timeout, interval))
+                record.start = t
+        elif kind == HEARTBEAT:
             record.end = None  # a heartbeat after an end reopens the session (addHeartbeat drops it)
             add_point(record, t, gap_cap(timeout, interval))
             record.heartbeats += 1

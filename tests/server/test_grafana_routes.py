@@ -191,6 +191,29 @@ def test_disabled_feature_mounts_nothing(make_client):
 
 # --------------------------------------------------------------------------- logs
 
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_the_originals_start_up_lines_are_on_stdout(make_client, capfd, fmt):
+    """Pipelines that key on the receiver's start find its two lines (once per worker process),
+    even with the session log off."""
+    import platform
+
+    from statskit import __version__
+
+    capfd.readouterr()
+    make_client(grafana__log_format=fmt, grafana__disable_session_log=True)
+    out = [line for line in capfd.readouterr().out.splitlines() if "Starting server" in line or "Build context" in line]
+    if fmt == "logfmt":
+        assert out == [f'level=info msg="Starting server for macropower-analytics-panel" version={__version__} '
+                       'branch= revision=',
+                       f'level=info msg="Build context" go=python{platform.python_version()} user= date=']
+    else:
+        assert [json.loads(line) for line in out] == [
+            {"level": "info", "msg": "Starting server for macropower-analytics-panel", "version": __version__,
+             "branch": "", "revision": ""},
+            {"level": "info", "msg": "Build context", "go": "python" + platform.python_version(), "user": "",
+             "date": ""}]
+
+
 def test_log_lines_on_stdout_follow_the_flags(make_client, capfd):
     client = make_client()
     post(client, example_bytes("05_start_admin_absolute_range"))
