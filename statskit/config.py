@@ -193,6 +193,10 @@ OPTIONS: list = [
            "comma-separated token secrets; the first signs, all verify"),
     Option("auth", "legacy_access_file", "", _S, "STATS_ACCESS_IDENTITIES", None,
            "stats-service access.json whose tokens keep working"),
+    Option("auth", "legacy_access_token", "", _S, "STATS_ACCESS_TOKEN", None,
+           "stats-service's one-user token (user statsbob), with legacy_access_secret"),
+    Option("auth", "legacy_access_secret", "", _S, "STATS_ACCESS_SECRET", None,
+           "the access secret legacy_access_token was made with"),
     # --- limits on input
     Option("limits", "max_body_bytes", 5 * 1024 * 1024, _Z, "STATSKIT_MAX_BODY_BYTES", None, "request body limit (413)"),
     Option("limits", "max_event_bytes", 64 * 1024, _Z, "STATSKIT_MAX_EVENT_BYTES", None, "one event's JSON size limit (413)"),

@@ -283,10 +283,14 @@ def _event_id(obj: Dict[str, Any], index: Optional[int]) -> str:
 
 
 def parse_event(obj: Dict[str, Any], *, table_name: str = "analytics", now_ns: Optional[int] = None,
-                index: Optional[int] = None) -> Event:
-    """Validate a stats-service v1 event dict (``uid`` and ``event`` required)."""
+                index: Optional[int] = None, stamp_now: bool = False) -> Event:
+    """Validate a stats-service v1 event dict (``uid`` and ``event`` required).
+
+    ``stamp_now``: add a ``now`` field (the receive time, float seconds) when the event has
+    none, as stats-service v1 did (the server sets it; the library leaves events as given)."""
     if "uid" not in obj or obj["uid"] is None:
-        raise ValidationError("missing 'uid'", field="uid", index=index)
+        hint = "; a single object is an event {uid, event, ...}, send points as a list" if "measurement" in obj else ""
+        raise ValidationError("missing 'uid'" + hint, field="uid", index=index)
     if "event" not in obj or obj["event"] is None:
         raise ValidationError("missing 'event'", field="event", index=index)
     uid = _check_text(obj["uid"], "uid", index, allow_int=True)
@@ -302,6 +306,8 @@ def parse_event(obj: Dict[str, Any], *, table_name: str = "analytics", now_ns: O
                                   "send points as {measurement, tags, fields}", field=reserved, index=index)
     rest = {k: v for k, v in obj.items() if k not in ("uid", "event", "tags", "event_id", "time")}
     _flatten_fields(rest, fields, "", 0, index)
+    if stamp_now and "now" not in fields:
+        fields["now"] = (now_ns or _time.time_ns()) / 1e9
     return Event(event_id, time_ns, table_name, tags, fields, uid=uid, event=name)
 
 
@@ -321,19 +327,21 @@ def parse_point(obj: Dict[str, Any], *, now_ns: Optional[int] = None, index: Opt
 
 
 def parse_item(obj: Any, *, table_name: str = "analytics", now_ns: Optional[int] = None,
-               index: Optional[int] = None) -> Event:
-    """An event, or a point when it has ``measurement`` and neither ``uid`` nor ``event``."""
+               index: Optional[int] = None, stamp_now: bool = False) -> Event:
+    """An event, or a point when it has ``measurement`` and neither ``uid`` nor ``event``
+    (``stamp_now``: see :func:`parse_event`)."""
     if not isinstance(obj, dict):
         raise ValidationError(f"expected a JSON object, got {_json_type(obj)}", index=index)
     if "measurement" in obj and "uid" not in obj and "event" not in obj:
         return parse_point(obj, now_ns=now_ns, index=index)
-    return parse_event(obj, table_name=table_name, now_ns=now_ns, index=index)
+    return parse_event(obj, table_name=table_name, now_ns=now_ns, index=index, stamp_now=stamp_now)
 
 
-def parse_items(objs: List[Any], *, table_name: str = "analytics") -> List[Event]:
+def parse_items(objs: List[Any], *, table_name: str = "analytics", stamp_now: bool = False) -> List[Event]:
     """Validate a whole batch; the first bad item raises, so a batch is taken whole or not at all."""
     now_ns = _time.time_ns()
-    return [parse_item(obj, table_name=table_name, now_ns=now_ns, index=i) for i, obj in enumerate(objs)]
+    return [parse_item(obj, table_name=table_name, now_ns=now_ns, index=i, stamp_now=stamp_now)
+            for i, obj in enumerate(objs)]
 
 
 def _json_type(obj: Any) -> str:

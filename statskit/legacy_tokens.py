@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import secrets as _secrets
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from statskit.config import ConfigError
 
@@ -54,6 +54,7 @@ __all__ = [
     "TokenError",
     "LegacyAccessFileError",
     "LegacyAccessFile",
+    "environment_user",
     "derive_signing_key",
     "verify_legacy",
     "make_legacy_token",
@@ -205,17 +206,19 @@ class LegacyAccessFile:
     named by that user's ``username``, with scopes write and read.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str = "", users: Sequence[Any] = ()) -> None:
         self.path = str(path)
         self._tokens: Dict[str, Tuple[bytes, dict]] = {}
         self._by_username: Dict[str, dict] = {}
         self._by_id: Dict[str, dict] = {}
-        self._load()
+        if path:
+            self._load(read_access_file(self.path), self.path)
+        if users:  # more users, not from a file: stats-service's environment pair
+            self._load(users, "STATS_ACCESS_TOKEN")
 
-    def _load(self) -> None:
-        users = read_access_file(self.path)
+    def _load(self, users: Sequence[Any], source: str) -> None:
         for index, user in enumerate(users):
-            where = f"{self.path}: entry {index}"
+            where = f"{source}: entry {index}"
             if not isinstance(user, dict):
                 raise LegacyAccessFileError(f"{where} is not an object")
             username, user_id = user.get("username"), user.get("id")
@@ -238,7 +241,7 @@ class LegacyAccessFile:
                 if not isinstance(token, str) or not isinstance(secret, str):
                     raise LegacyAccessFileError(f"{where}: access_token and access_secret must be strings")
                 if token in self._tokens:
-                    log.warning("%s: access_token %s... listed twice; the last entry wins", self.path, token[:8])
+                    log.warning("%s: access_token %s... listed twice; the last entry wins", source, token[:8])
                 # Derive once here: HKDF is two extra HMAC-SHA512 per check otherwise.
                 self._tokens[token] = (derive_signing_key(secret), user)
 
@@ -270,6 +273,33 @@ class LegacyAccessFile:
         return Identity(name=str(name), scopes=LEGACY_SCOPES, expires=None, legacy=True)
 
 
+#: The one user of stats-service's environment pair.
+ENV_USERNAME = "statsbob"
+
+
+def environment_user(token: str, secret: str) -> Optional[dict]:
+    """The user of stats-service's ``STATS_ACCESS_TOKEN`` + ``STATS_ACCESS_SECRET`` pair (one
+    user, ``statsbob``), as an access-file entry; None when neither is set.
+
+    The original stored the token itself as the secret, so its real tokens never verified;
+    here the token is checked with the secret, once, at start: a pair that cannot work (one of
+    the two missing, a token that does not verify with the secret) is a LegacyAccessFileError.
+    The user's id is the token's identity, so the token names a user whatever identity it
+    was made for (stats-service looked identities up by username or id).
+    """
+    if not token and not secret:
+        return None
+    if not token or not secret:
+        missing = "STATS_ACCESS_TOKEN" if not token else "STATS_ACCESS_SECRET"
+        raise LegacyAccessFileError(f"{missing} is not set: stats-service's environment pair needs "
+                                    "both STATS_ACCESS_TOKEN and STATS_ACCESS_SECRET")
+    try:
+        identity = verify_legacy(token, secret)
+    except TokenError as exc:
+        raise LegacyAccessFileError(f"STATS_ACCESS_TOKEN does not verify with STATS_ACCESS_SECRET: {exc}") from None
+    return {"id": identity, "username": ENV_USERNAME, "tokens": [{"access_token": token, "access_secret": secret}]}
+
+
 def read_access_file(path: str) -> List[Any]:
     """The parsed list in a stats-service ``access.json``; LegacyAccessFileError naming ``path``."""
     try:
@@ -287,7 +317,7 @@ def read_access_file(path: str) -> List[Any]:
 def add_legacy_token(path: str, username: str, timeout: float = 10) -> str:
     """Create or update ``path`` with a new token for ``username`` and return it (the accesshelper CLI).
 
-    A new user gets ``{"id": "user_<uuid4 hex>", "username", "tokens": [...]}``; an existing one
+    A new user gets ``{"id": "user_<uuid4>", "username", "tokens": [...]}``; an existing one
     gets the token appended, so its older clients keep working. Written atomically, mode 0600.
     """
     import tempfile
@@ -307,7 +337,8 @@ def add_legacy_token(path: str, username: str, timeout: float = 10) -> str:
             tokens.append(pair)
             break
     else:
-        users.append({"id": "user_" + uuid.uuid4().hex, "username": username, "tokens": [pair]})
+        # "user_" + the uuid4 with its dashes, as accesshelper wrote it (event ids drop them).
+        users.append({"id": "user_" + str(uuid.uuid4()), "username": username, "tokens": [pair]})
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o600

@@ -30,11 +30,24 @@ class Pipeline:
         self.sinks = list(sinks)
         self.state = state
         self.readers = [s for s in self.sinks if isinstance(s, EventReader)]
+        # Sinks whose commit is what a 2xx promises (``durable = True``: the SQLite store).
+        self.durable = [s for s in self.sinks if getattr(s, "durable", False)]
+        self.others = [s for s in self.sinks if not getattr(s, "durable", False)]
 
     def ingest(self, events: Sequence[Event]) -> None:
-        """Give ``events`` to every sink. A sink that raises is counted and logged; the others
-        and the caller carry on (stats-service swallowed such errors silently)."""
-        for sink in self.sinks:
+        """Give ``events`` to every sink, durable ones first.
+
+        A durable sink that raises fails the ingest (counted, then raised: the request is not
+        acknowledged, and no other sink has seen the events, so a retry does not count them
+        twice). Any other sink that raises is counted and logged; the others and the caller
+        carry on (stats-service swallowed such errors silently)."""
+        for sink in self.durable:
+            try:
+                sink.emit(events)
+            except Exception:
+                self.state.incr("statskit_sink_errors", {"sink": sink.name}, 1)
+                raise
+        for sink in self.others:
             try:
                 sink.emit(events)
             except Exception as exc:

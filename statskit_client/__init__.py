@@ -33,7 +33,9 @@
 the server stores when it happened, not when it arrived) and returns None; it costs about a
 microsecond (``benchmarks/bench_client.py``). A daemon thread posts batches to
 ``POST /log/events``, stamping each event's ``event_id`` once before the first attempt, so a
-retry after a lost answer is stored once. Connection errors, 408, 429 and 5xx are retried with
+retry after a lost answer is stored once. A server that answers 404/405 there (the original
+stats-service, which has no batch route) gets one ``POST /log/event/`` per event instead (a
+point as a one-point list), remembered per server and logged once. Connection errors, 408, 429 and 5xx are retried with
 exponential backoff and full jitter (cap 30 s), waiting ``Retry-After`` when given; other 4xx
 give up. A 400/413 on a batch drops only the offending event (the one the server names, else
 found by halving). Events are never dropped silently: a full queue drops the *newest* event, and
@@ -63,7 +65,8 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from statskit import __version__
 
-from .client import DEFAULTS, Analytics, current
+from .client import Analytics, current
+from .options import DEFAULTS
 from .errors import ClientError, ClientWarning, DroppedError, SendError
 from .flatten import flatten
 from .transport import DEFAULT_URL, RetryableSendError

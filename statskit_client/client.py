@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Union
 from urllib.parse import quote
 
 import requests
@@ -21,37 +21,21 @@ from statskit.worker import BatchWorker, RetryableError, Worker
 
 from . import lifecycle
 from .errors import ClientWarning, DroppedError, SendError
-from .transport import DEFAULT_URL, RetryableSendError, Transport, check, encode_json
+from .options import _NEEDS, DEFAULTS, _validate
+from .transport import (
+    BatchRouteMissing,
+    RetryableSendError,
+    Transport,
+    check,
+    encode_json,
+)
 
 log = logging.getLogger("statskit_client")
 
 Event = Dict[str, Any]
 OnError = Callable[[BaseException, List[Event]], None]
 
-DEFAULTS: Dict[str, Any] = {
-    "url": DEFAULT_URL,
-    "access_token": None,
-    "defer": True,
-    "disabled": False,
-    "tags": None,
-    "sync_mode": False,       # with defer=True: send in the caller's thread (tests), one attempt
-    "max_queue": 10000,       # events waiting; the newest is dropped past it
-    "batch_size": 100,        # events per POST /log/events
-    "flush_interval": 0.5,    # seconds an event may wait for its batch to fill
-    "max_retries": 10,        # backoff 0.5 s doubling, full jitter, 30 s cap: ~75 s of outage on average
-    "max_backoff": 30.0,
-    "max_batch_bytes": 500_000,  # a batch is split before its JSON passes this
-    "timeout": 10.0,          # per HTTP request (the original had none and could hang)
-    "gzip": False,
-    # Hooks run in the worker's thread, except for queue_full drops and defer=False failures
-    # (the caller's thread): keep them quick.
-    "on_error": None,         # on_error(exc, events): every event given up, with why
-    "on_dropped": None,       # on_dropped(events, reason)
-    "before_send": None,      # before_send(event) -> event | None, in the caller's thread
-    "exit_timeout": 2.0,      # atexit drain bound, seconds
-}
 WARN_INTERVAL = 10.0  # seconds between two "events dropped" warnings of one client
-_NEEDS = "log() needs an event dict with 'uid' and 'event', or a list of points {measurement, tags, fields}"
 
 _time_ns = time.time_ns
 _current: Optional["Analytics"] = None
@@ -242,6 +226,9 @@ class Analytics:
             except (ValueError, TypeError, RecursionError) as exc:
                 del batch[i]
                 self._report_drop([event], "unencodable", exc)
+        if not self.transport.has_batch_route:
+            self._deliver_one_by_one(batch, bodies)
+            return
         limit = len(batch)  # halved to find an invalid event when the server does not name it
         while batch:
             n, size = 1, len(bodies[0]) + 2
@@ -250,6 +237,9 @@ class Analytics:
                 n += 1
             try:
                 self.transport.post_batch(bodies[:n])
+            except BatchRouteMissing:
+                self._deliver_one_by_one(batch, bodies)
+                return
             except SendError as exc:
                 # The server takes a batch whole or not at all: one bad event must not sink the rest.
                 if isinstance(exc, RetryableError) or exc.status not in (400, 413, 422):
@@ -266,6 +256,26 @@ class Analytics:
             del batch[:n], bodies[:n]
             with self._lock:
                 self.sent += n
+
+    def _deliver_one_by_one(self, batch: List[Event], bodies: List[bytes]) -> None:
+        """To a server without ``/log/events`` (the original stats-service): one ``POST
+        /log/event/`` per event, a point as a one-point list (its v2 API). Delivered and
+        rejected events leave ``batch`` as they go, so a retry resends only the rest."""
+        while batch:
+            event, body = batch[0], bodies[0]
+            if "measurement" in event and "uid" not in event and "event" not in event:
+                body = b"[" + body + b"]"
+            try:
+                self.transport.post_event(body)
+            except SendError as exc:
+                if isinstance(exc, RetryableError):
+                    raise
+                del batch[0], bodies[0]
+                self._report_drop([event], "rejected", exc)
+                continue
+            del batch[0], bodies[0]
+            with self._lock:
+                self.sent += 1
 
     def _send_inline(self, events: List[Event]) -> None:
         batch = list(events)
@@ -377,21 +387,6 @@ class Analytics:
             ip = ""
         tags = {"uid": f"system-{hostname}", "ip": ip, "hostname": hostname, **self.tags}
         return self.log([{"measurement": "server_startup", "tags": tags, "fields": {"value": 1}}])
-
-
-def _validate(data: Any) -> Tuple[bool, List[Event]]:
-    """(is it a list, its items), or the caller's ValueError/TypeError now rather than a lost event later."""
-    if isinstance(data, dict):
-        if data.get("uid") is None or data.get("event") is None:
-            raise ValueError(_NEEDS)
-        return False, [data]
-    if not isinstance(data, (list, tuple)):
-        raise TypeError(f"{_NEEDS}, not {type(data).__name__}")
-    for item in data:
-        if not isinstance(item, dict) or not (
-                ("measurement" in item and "fields" in item) or (item.get("uid") is not None and item.get("event") is not None)):
-            raise ValueError(f"{_NEEDS}; got the item {str(item)[:100]}")
-    return True, list(data)
 
 
 def current() -> Optional[Analytics]:

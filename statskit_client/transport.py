@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gzip as _gzip
 import json
+import logging
 import os
+import threading
 from datetime import date, datetime
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Set
 
 import requests
 
@@ -20,6 +22,8 @@ from statskit import __version__
 from statskit.worker import RetryableError, parse_retry_after
 
 from .errors import SendError
+
+log = logging.getLogger("statskit_client")
 
 DEFAULT_URL = "http://localhost:20080"  # the original stats-client's default (stats-service's port)
 USER_AGENT = f"statskit-client/{__version__} python-requests/{requests.__version__}"
@@ -32,6 +36,16 @@ class RetryableSendError(SendError, RetryableError):
     def __init__(self, message: str, status: int = 0, body: str = "", retry_after: Optional[float] = None) -> None:
         SendError.__init__(self, message, status, body)
         self.retry_after = retry_after
+
+
+class BatchRouteMissing(Exception):
+    """The server has no ``POST /log/events`` (the original stats-service): send one by one."""
+
+
+# Servers (base URLs) that answered 404/405 to POST /log/events, for every client of this
+# process: asked once per server, said once in the log.
+_no_batch_route: Set[str] = set()
+_no_batch_lock = threading.Lock()
 
 
 def join_url(base: str, path: str) -> str:
@@ -95,13 +109,35 @@ class Transport:
             headers["Content-Encoding"] = "gzip"
         return self.session.post(join_url(self.url, path), data=body, headers=headers, timeout=self.timeout)
 
+    @property
+    def has_batch_route(self) -> bool:
+        """False once the server answered 404/405 to ``POST /log/events``."""
+        return self.url not in _no_batch_route
+
     def post_batch(self, bodies: List[bytes]) -> None:
         """POST /log/events with the JSON array of already encoded events; raises
-        :class:`RetryableSendError` (retry) or :class:`SendError` (give up) unless it was taken."""
+        :class:`RetryableSendError` (retry) or :class:`SendError` (give up) unless it was taken,
+        :class:`BatchRouteMissing` when the server has no such route."""
         try:
             resp = self.post("log/events", b"[" + b",".join(bodies) + b"]")
         except requests.RequestException as exc:
             raise RetryableSendError(f"{join_url(self.url, 'log/events')} unreachable: {exc}") from exc
+        if resp.status_code in (404, 405):
+            with _no_batch_lock:
+                first = self.url not in _no_batch_route
+                _no_batch_route.add(self.url)
+            if first:
+                log.warning("statskit_client: %s answered %d to POST /log/events (a stats-service without "
+                            "the batch route): sending each event to /log/event/ instead", self.url, resp.status_code)
+            raise BatchRouteMissing(self.url)
+        check(resp)
+
+    def post_event(self, body: bytes) -> None:
+        """POST /log/event/ with one encoded event (or a one-point list); raises as post_batch."""
+        try:
+            resp = self.post("log/event/", body)
+        except requests.RequestException as exc:
+            raise RetryableSendError(f"{join_url(self.url, 'log/event/')} unreachable: {exc}") from exc
         check(resp)
 
 

@@ -1,8 +1,9 @@
 """Token authentication: ``Authorization: Token <t>`` (or ``Bearer <t>``), or ``?token=`` on the
 routes whose clients cannot send headers (the Grafana panel posts with ``mode: 'no-cors'``).
 
-Tokens are statskit's own (:mod:`statskit.tokens`) or, when ``[auth] legacy_access_file`` is
-set, tokens from a stats-service ``access.json`` (:mod:`statskit.legacy_tokens`).
+Tokens are statskit's own (:mod:`statskit.tokens`) or stats-service's (:mod:`statskit.legacy_tokens`):
+those of an ``access.json`` (``[auth] legacy_access_file``, ``STATS_ACCESS_IDENTITIES``) and the
+one of its environment pair (``STATS_ACCESS_TOKEN`` + ``STATS_ACCESS_SECRET``, user statsbob).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Optional
 
 import falcon
 
-from statskit.legacy_tokens import LegacyAccessFile, token_from_authorization
+from statskit.legacy_tokens import LegacyAccessFile, environment_user, token_from_authorization
 from statskit.tokens import Identity, TokenError, TokenSigner
 
 CHALLENGE = ["Token", 'Bearer realm="statskit"']
@@ -23,8 +24,11 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Authenticator":
-        path = settings.auth.legacy_access_file
-        return cls(TokenSigner(settings.auth.secret_key), LegacyAccessFile(path) if path else None)
+        auth = settings.auth
+        env_user = environment_user(auth.legacy_access_token, auth.legacy_access_secret)
+        path = auth.legacy_access_file
+        legacy = LegacyAccessFile(path, [env_user] if env_user else ()) if path or env_user else None
+        return cls(TokenSigner(auth.secret_key), legacy)
 
     def verify(self, token: str) -> Identity:
         try:

@@ -67,6 +67,11 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError(f"[state] backend memory keeps counters, sessions and one-shot queues in each "
                           f"process: with {settings.server.workers} workers, /metrics would answer "
                           f"differently per worker. Use --workers 1, or the sqlite state")
+    from statskit.legacy_tokens import environment_user
+
+    # A STATS_ACCESS_TOKEN/_SECRET pair that cannot work (one missing, a token the secret
+    # does not verify) would otherwise be a 401 for every client.
+    environment_user(settings.auth.legacy_access_token, settings.auth.legacy_access_secret)
 
 
 def ensure_secret(settings: Settings) -> None:

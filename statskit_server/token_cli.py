@@ -229,7 +229,10 @@ def cmd_legacy_token(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
     # stdout carries the token only, so `TOKEN=$(statskit-token legacy-token bob)` works.
-    print(f"{PROG}: added a token for {args.username!r} to {path}", file=sys.stderr)
+    print(f"{PROG}: added a token for {args.username!r} to {path}\n"
+          f"  clients send it as the header  Authorization: Token <token>  (stats-client: access_token=...)\n"
+          f"  statskit-server accepts it with  STATS_ACCESS_IDENTITIES={path}  ([auth] legacy_access_file)",
+          file=sys.stderr)
     print(token)
     return 0
 

@@ -138,11 +138,13 @@ def hold_both_workers(server: "StatskitServer") -> Tuple[socket.socket, socket.s
 
 
 def raw_request(sock: socket.socket, method: str, target: str, body: bytes = b"",
-                content_type: str = "text/plain;charset=UTF-8") -> Tuple[int, bytes]:
+                content_type: str = "text/plain;charset=UTF-8",
+                headers: Optional[Dict[str, str]] = None) -> Tuple[int, bytes]:
     """One HTTP/1.0 request on an open connection (see hold_both_workers); returns the status
     and the body of the answer, and closes the connection."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     with sock:
-        sock.sendall(f"{method} {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        sock.sendall(f"{method} {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n{extra}"
                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         chunks = []
         while True:

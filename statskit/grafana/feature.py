@@ -38,6 +38,11 @@ class GrafanaFeature:
     def build(self, ctx: Context) -> Built:
         settings = ctx.settings
         tracker = SessionTracker.from_settings(settings, ctx.state, ctx.pipeline.sinks)
+        if tracker.log is not None:  # the original's start-up lines, which log pipelines may key on
+            try:
+                tracker.log.write(tracker.log.startup_lines())
+            except OSError:  # stdout closed: the lines are a courtesy, never a reason not to start
+                pass
         metrics = GrafanaMetrics(ctx.state, not settings.grafana.disable_user_metrics, before_collect=tracker.flush)
         return Built(tracker, metric_sources=[metrics], closers=[tracker.close])
 

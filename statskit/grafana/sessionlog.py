@@ -38,6 +38,8 @@ from .payload import Payload
 
 MSG = "Received session data"
 INVALID_TYPE_MSG = "Session has invalid type, defaulted to heartbeat"
+STARTING_MSG = "Starting server for macropower-analytics-panel"
+BUILD_MSG = "Build context"
 
 
 def session_pairs_variables(p: Payload) -> List[Tuple[str, str]]:
@@ -198,6 +200,20 @@ class SessionLog:
         g = settings.grafana
         return cls(g.log_format, raw=g.log_raw, variables=not g.disable_variable_log,
                    enabled=not g.disable_session_log, **kwargs)
+
+    def startup_lines(self) -> List[str]:
+        """The original receiver's two start-up lines (statskit's version; Python for Go)."""
+        import platform
+
+        from .. import __version__
+
+        lines = []
+        for pairs in ([("level", "info"), ("msg", STARTING_MSG), ("version", __version__), ("branch", ""),
+                       ("revision", "")],
+                      [("level", "info"), ("msg", BUILD_MSG), ("go", "python" + platform.python_version()),
+                       ("user", ""), ("date", "")]):
+            lines.append((json_line(pairs) if self.json else logfmt_line(pairs)) or "")
+        return lines
 
     def format_session(self, p: Payload) -> Optional[str]:
         """The "Received session data" line (None when go-logfmt would have dropped it)."""

@@ -17,33 +17,37 @@ monotonic counters in the shared state store as it grows:
 * start and end without heartbeats: end - start, capped at ``timeout`` when it is not 0;
 * start only: no duration yet (and no duration series, as in the original).
 
-A start for a session already known is ignored; a heartbeat after an end reopens the session
-(the end is forgotten); a payload of an unknown type is a heartbeat; dashboard uid ``new``
-(an unsaved dashboard) is not counted.
+Payloads apply in arrival order, as the original's cache applied them: a start for a session
+already known is ignored (one exception: a start older than every point of a session that has
+had no start is taken, where the original ignored it, since it can only be a session's first
+payload overtaken by its first heartbeat on another worker: the gap from it would never count
+otherwise); a heartbeat adds its point and forgets the end, whatever their times
+(a heartbeat after an end reopens the session and the duration is derived again); an end
+replaces the previous end and is sorted among the points by its time; a payload of an unknown
+type is a heartbeat; dashboard uid ``new`` (an unsaved dashboard) is not counted.
 
 **Bounded storage.** A session keeps no list of heartbeats (:class:`SessionRecord`): its first
 point, its latest ``WINDOW`` (4) points, the sum of the capped gaps before them, and a few
-numbers; whatever its length. For payloads in time order this gives exactly the original's
-result (tested against a transcription of the original). A payload that arrives late is placed
-by its time: within the window exactly; before the window but after the session's first point
-it adds nothing (exact when the gap it falls into was under the cap, as between heartbeats of
-an active tab); before the first point it adds its gap there. The cap of a gap that leaves the
-window is the one in force then (the original applied the latest payload's heartbeat interval
-to every gap; the panel's interval does not change within a session).
+numbers; whatever its length. This gives exactly the original's result for payloads in time
+order and for payloads a few places out of it (tested against a transcription of the
+original). A point older than the window but after the session's first point adds nothing
+(exact when the gap it falls into was under the cap, as between heartbeats of an active tab);
+one before the first point adds its gap there. The cap of a gap that leaves the window is the
+one in force then (the original applied the latest payload's heartbeat interval to every gap;
+the panel's interval does not change within a session).
 
 **Order.** The server applies payloads in batches, one background thread per worker (see
 :meth:`SessionTracker.submit`), so two payloads of one session that arrive within one batch
-window (50 ms) on two workers may be applied in either order. :func:`advance` places them by
-their time and gets the in-order result, except when an end overtakes a session's only
-heartbeats: then the end's no-heartbeat duration (end - start) has been credited and is kept,
-as a counter never goes down. The panel sends a session's payloads a heartbeat interval apart.
+window (50 ms) on two workers may be applied in either order, as with the original's replicas.
+The counter keeps the largest duration shown, so an end overtaken by its last heartbeat keeps
+what the end credited; a start overtaken by its first heartbeat is taken (above).
 
 **Real counters.** A session remembers the duration already credited; each payload recomputes
-the duration and credits only an increase. When the recomputed duration shrinks (a start and an
-end without heartbeats count end - start uncapped; a heartbeat after them reopens the session
-and counts a capped gap instead), nothing is taken back: the counter holds the largest duration
-the original would have shown. Forgetting a session (eviction)
-does not touch the counters.
+the duration and credits only an increase. When the recomputed duration shrinks (a heartbeat
+after an end reopens the session and derives it again; a start and an end without heartbeats
+count end - start uncapped, a heartbeat after them a capped gap), nothing is taken back: the
+counter holds the largest duration the original would have shown, where the original's
+"counter" went down. Forgetting a session (eviction) does not touch the counters.
 
 **Labels.** A session is counted, and all its duration is credited, under the labels of the
 payload that first created it. Later label changes (a renamed dashboard, a changed dashboard
@@ -217,10 +221,18 @@ def duration(record: SessionRecord, timeout: float) -> Optional[float]:
     cap = gap_cap(timeout, record.interval)
     w = record.window
     d = record.base
+    end = record.end
+    if end is not None:
+        # The end is one more point, sorted among the others as the original sorted them all.
+        if end >= w[-1]:
+            d += min(end - w[-1], cap)
+        elif end >= w[0] or w[0] == record.first:
+            w = tuple(sorted(w + (end,)))
+        elif end < record.first:
+            d += min(record.first - end, cap)
+        # else it falls among the points folded into ``base``: it adds nothing (as add_point)
     for i in range(1, len(w)):
         d += min(w[i] - w[i - 1], cap)
-    if record.end is not None:
-        d += min(max(0, record.end - w[-1]), cap)
     return d
 
 
@@ -232,7 +244,7 @@ class Step:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.created = False      # first payload of the session: sessions +1
-        self.ignored = False      # a repeated start, an unsaved dashboard, a superseded end
+        self.ignored = False      # a repeated start, an unsaved dashboard
         self.labels: LabelKey = ()
         self.delta = 0.0          # added to the duration counter
         self.duration: Optional[float] = None  # by the original's rules; None: none yet
@@ -254,12 +266,10 @@ def advance(record: Optional[SessionRecord], kind: str, t: int, interval: int, t
     """Apply one payload to a session: the new record (None: leave the stored one as it is) and
     the :class:`Step`. ``record`` may be modified in place (caches hand out private copies).
 
-    Payloads in time order get the original's result. Payloads that arrive out of order (two
-    workers apply their batches in either order) are placed by their time: a start older than
-    every point of a session that has had none is taken (the original ignored it); a
-    heartbeat reopens an ended session only when it is not older than the end; an end older
-    than the latest heartbeat is ignored (that heartbeat reopened the session), or is the
-    session's first point when older than all of them.
+    The original's rules, in arrival order: a start for a known session is ignored (except a
+    start older than every point of a session that has had no start: see below); a heartbeat
+    adds a point and forgets the end (whatever their times: it reopens the session); an end
+    replaces the previous one and is a point sorted among the others by its time.
     """
     step = Step(kind)
     if record is None:
@@ -271,33 +281,28 @@ def advance(record: Optional[SessionRecord], kind: str, t: int, interval: int, t
             record.heartbeats = 1
         else:
             record.end = t
+    elif kind == START and (record.started or t >= record.first):
+        step.ignored = True  # the original's cache.Add fails for a known uuid
+        step._seal(record, duration(record, timeout))
+        return None, step
     else:
-        cap = gap_cap(timeout, interval)
         if kind == START:
-            if record.started or t >= record.first:
-                step.ignored = True  # the original's cache.Add fails for a known uuid
+            # A start older than every point of a session that has had none: its first payload,
+            # overtaken by its first heartbeat on another worker. Taken (the original ignored
+            # it), or that first gap would never count.
+            record.started = True
+            if record.heartbeats == 0:
+                record.start = record.first = t
+                record.window = (t,)
             else:
-                record.started = True
-                if record.heartbeats == 0:
-                    record.start = record.first = t
-                    record.window = (t,)
-                else:
-                    add_point(record, t, cap)
-                    record.start = t
+                add_point(record, t, gap_cap(timeout, interval))
+                record.start = t
         elif kind == HEARTBEAT:
-            if record.end is not None and t >= record.end:
-                record.end = None  # a heartbeat after an end reopens the session
-            add_point(record, t, cap)
+            record.end = None  # a heartbeat after an end reopens the session (addHeartbeat drops it)
+            add_point(record, t, gap_cap(timeout, interval))
             record.heartbeats += 1
-        elif record.heartbeats == 0 or t >= record.window[-1]:
-            record.end = t
-        elif t < record.first:
-            add_point(record, t, cap)  # an end from before the session's heartbeats: its first point
         else:
-            step.ignored = True
-        if step.ignored:
-            step._seal(record, duration(record, timeout))
-            return None, step
+            record.end = t  # addEnd: the latest end wins
         record.interval = interval  # the original keeps the latest payload, options included
         record.seen = now
     d = duration(record, timeout)

@@ -77,13 +77,15 @@ class OneShot:
         # (The original gave this the scraper_counts help text by mistake; the name is what matters.)
         count = Metric(EVENT_COUNT, "One-shot events registered, all workers, across restarts (a counter).",
                        "unknown")
-        count.add_sample(EVENT_COUNT, {}, total)
+        # With explicit timestamps the original stamped these lines with the scrape's time too.
+        stamp = _timestamp(int(scrape.time * 1000)) if self.explicit_timestamps else None
+        count.add_sample(EVENT_COUNT, {}, total, stamp)
         yield count
         if result.pending:
             backlog = GaugeMetricFamily(SCRAPER_COUNTS, "Scrapers currently being tracked and the events they "
                                         "have yet to collect", labels=["scraper"])
             for scraper, pending in sorted(result.pending.items()):
-                backlog.add_metric([scraper], pending)
+                backlog.add_metric([scraper], pending, stamp)
             yield backlog
         if result.deliveries:
             yield self._events_family(result.deliveries)

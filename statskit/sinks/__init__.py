@@ -2,7 +2,9 @@
 
 A sink is any object with ``name``, ``emit(events)``, ``flush(timeout)`` and ``close(timeout)``.
 Built-in sinks and third-party ones are found through the ``statskit.sinks`` entry point
-group; each is built by ``from_settings(settings, state)``.
+group; each is built by ``from_settings(settings, state)``. A sink with ``durable = True`` (the
+SQLite store) commits in ``emit`` and is fed first: its failure fails the request (see
+:meth:`statskit.pipeline.Pipeline.ingest`); any other sink's failure is counted and logged.
 
     >>> class PrintSink:
     ...     name = "print"

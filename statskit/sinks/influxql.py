@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from ..errors import RetryableError
 from ..events import Event, id_time
-from .influxdb_http import V1Writer, _ident, _literal
+from .influxdb_http import Rejected, V1Writer, _ident, _literal
 
 ID_WINDOW_NS = 60 * 10**9  # lookup(): search this close to the id's creation time first
 
@@ -58,13 +59,14 @@ class InfluxQLReader:
              # Which columns are tags and what type each field has, in the same request: the JSON
              # answer writes the float 2.0 as 2, and tags and fields look alike in it.
              + f'; SHOW TAG KEYS FROM "{table}"; SHOW FIELD KEYS FROM "{table}"')
-        results = self.writer.query(q).get("results") or []
-        for result in results:
-            error = result.get("error")
-            if error and "database not found" in error:
-                return []  # nothing written yet
-            if error:
-                raise RuntimeError(f"InfluxDB query failed: {error}")
+        results = self._query(q).get("results") or []
+        errors = [r["error"] for r in results if r.get("error")]
+        if errors:
+            if any("database not found" in e for e in errors) or not self._database_exists():
+                # Nothing written yet (a query of several statements only says "not executed").
+                return []
+            # A refusal of InfluxDB's is not the client's fault nor a bug of ours: 503, never 500.
+            raise RetryableError(f"InfluxDB query failed: {'; '.join(errors)[:300]}")
         if len(results) < 3 or not results[0].get("series"):
             return []
         tag_keys = {row[0] for s in results[1].get("series", ()) for row in s["values"]}
@@ -73,6 +75,23 @@ class InfluxQLReader:
         rows = (dict(zip(series["columns"], values)) for values in series["values"])
         # Rows without an event_id were not written by statskit (stats-service, other tools).
         return [self.event(row, tag_keys, field_types) for row in rows if row.get("event_id") is not None]
+
+    def _query(self, q: str) -> Dict[str, Any]:
+        """``/query``'s answer; every failure a RetryableError (the reader says 503 with it)."""
+        try:
+            answer = self.writer.query(q)
+        except Rejected as exc:  # a 4xx: authentication, permissions, a proxy in the way
+            raise RetryableError(f"InfluxDB refused the query: {exc}") from exc
+        except ValueError as exc:  # not JSON: not an InfluxDB answering
+            raise RetryableError(f"InfluxDB answered no JSON to a query: {exc}") from exc
+        if not isinstance(answer, dict):
+            raise RetryableError("InfluxDB answered a query with something else than a JSON object")
+        return answer
+
+    def _database_exists(self) -> bool:
+        results = self._query("SHOW DATABASES").get("results") or [{}]
+        names = {row[0] for s in results[0].get("series", ()) for row in s.get("values", ())}
+        return self.writer.database in names
 
     def event(self, row: Dict[str, Any], tag_keys: set, field_types: Dict[str, str]) -> Event:
         """A row back into the Event it was written from."""

@@ -8,6 +8,10 @@ Status codes (all errors are JSON ``{"error", "message"}``):
 400                        malformed JSON, missing ``uid``/``event``, bad names or types
 413                        body over ``max_body_bytes``, an event over ``max_event_bytes``,
                            more than ``max_batch_events`` events
+404                        a method the route does not take (stats-service's Pyramid routes
+                           answered 404, not 405), and a POST whose ``X-HTTP-Method-Override``
+                           is PUT, DELETE, PATCH or OPTIONS (stats-service rewrote the method
+                           and then found no view): nothing is written
 =========================  ==============================================================
 
 A rejected request stores nothing: a batch is validated whole before any sink sees it.
@@ -19,13 +23,7 @@ from typing import Any, List, Optional
 import falcon
 
 from statskit.errors import StatskitError, TooLarge, ValidationError
-from statskit.events import (
-    check_item_sizes,
-    decode_batch,
-    decode_json,
-    parse_items,
-    parse_time,
-)
+from statskit.events import check_item_sizes, decode_batch, decode_json, parse_event, parse_items, parse_time
 from statskit.pipeline import Pipeline
 
 from ..body import read_body
@@ -53,7 +51,8 @@ class _Ingest:
 
     def _store(self, items: List[Any], body_length: int) -> list:
         check_item_sizes(items, body_length, self.limits.max_event_bytes)
-        events = parse_items(items, table_name=self.table_name)
+        # v1 events get the server's ``now`` when they have none, as stats-service v1 added it.
+        events = parse_items(items, table_name=self.table_name, stamp_now=True)
         self.pipeline.ingest(events)
         return events
 
@@ -71,7 +70,11 @@ class LogEvent(_Ingest):
             items.append(doc)
             if len(body) > self.limits.max_event_bytes:
                 raise TooLarge(f"event of {len(body)} bytes; the limit is {self.limits.max_event_bytes}")
-            resp.media = self._store(items, 0)[0].id
+            # A dict is a v1 event: uid and event required, as stats-service v1 asserted (a
+            # lone point is not taken for one; points come as a list).
+            event = parse_event(doc, table_name=self.table_name, stamp_now=True)
+            self.pipeline.ingest([event])
+            resp.media = event.id
         elif isinstance(doc, list):
             if len(doc) > self.limits.max_batch_events:
                 raise TooLarge(f"{len(doc)} points in one request; the limit is {self.limits.max_batch_events}")
@@ -129,7 +132,33 @@ def _time_param(req: falcon.Request, name: str) -> Optional[int]:
     return parse_time(value, field=name)
 
 
+# The routes stats-service had (plus /log/events, statskit's batch route beside them).
+STATS_SERVICE_ROUTES = frozenset({"/log/event", "/log/event/", "/log/events", "/log/events/", "/log/event/{event_id}",
+                                  "/log/event/{event_id}/", "/ping", "/ping/"})
+# stats-service's middleware rewrote a POST's method to one of these (and then no view matched).
+OVERRIDDEN_METHODS = frozenset({"PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+class StatsServiceMethods:
+    """Middleware: on the stats-service routes, a method without a responder is a 404 (Pyramid's
+    answer there; falcon's would be 405), and so is a POST that ``X-HTTP-Method-Override``
+    turns into PUT, DELETE, PATCH or OPTIONS. Other routes keep falcon's 405."""
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict) -> None:
+        if resource is None or req.uri_template not in STATS_SERVICE_ROUTES:
+            return
+        method = req.method
+        if method == "POST":
+            override = (req.get_header("X-HTTP-Method-Override") or "").strip().upper()
+            if override in OVERRIDDEN_METHODS:
+                method = override
+        if method != req.method or not hasattr(resource, "on_" + method.lower()):
+            raise falcon.HTTPNotFound(title="404 Not Found",
+                                      description=f"{req.path} has no {method} (as in stats-service)")
+
+
 def mount(app: falcon.App, pipeline: Pipeline, web: Web) -> None:
+    app.add_middleware(StatsServiceMethods())
     log_event = LogEvent(pipeline, web)
     app.add_route("/log/event", log_event)
     app.add_route("/log/event/", log_event)

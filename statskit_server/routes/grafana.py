@@ -9,30 +9,35 @@ lines in :mod:`statskit.grafana.sessionlog`; the ``grafana_analytics_*`` familie
 =======  ==================================================================================
 method   answer
 =======  ==================================================================================
-POST,    **201** with an empty body, as the original (the panel ignores it; scripts written
-PUT      against the original keep working). The payload is checked before the answer and
-         applied right after it, in batches (at most 50 ms later), as the original applied its
-         channel in a goroutine; a scrape of ``/metrics`` first applies what its worker holds.
-         Payloads of one session applied out of order by two workers are placed by their
-         time (see :func:`statskit.grafana.sessions.advance`).
-         **400** (JSON error) for a body that is not a payload: not JSON, not an object, or a
-         field of the wrong type, e.g. an int field given ``1.5`` or ``"1"`` (the original's
-         400 cases); also ``null`` and an object with no payload key (``{}``), which the
-         original counted as a session with empty labels. Nothing changes then.
+any      **201** with an empty body, as the original (the panel ignores
+but      it; scripts written against the original keep working; like the original, any
+OPTIONS  method with a payload in its body is taken). The payload is checked before the
+         answer and applied right after it, in batches (at most 50 ms later), as the original
+         applied its channel in a goroutine; a scrape of ``/metrics`` first applies what its
+         worker holds. Payloads of one session apply in arrival order, as the original's
+         (two workers may apply two payloads of one session in either order).
+         **400** (JSON error) for a body that is not a payload: none, not JSON, not an
+         object, or a field of the wrong type, e.g. an int field given ``1.5`` or ``"1"``
+         (the original's 400 cases); also ``null`` and an object with no payload key
+         (``{}``), which the original counted as a session with empty labels. Nothing
+         changes then.
          **401/403** with ``require_token`` and no valid token with the ``write`` scope (the
          ``Authorization`` header, or the ``token`` query parameter).
          **413** over ``[limits] max_body_bytes``.
 OPTIONS  CORS preflight: **204** with ``Access-Control-Allow-*`` for an origin in
          ``[grafana] cors_origins`` (``*`` = any), **403** for another origin (the original
          answered 400 to every OPTIONS, so panels in CORS mode could not post at all).
-others   **405**: GET and HEAD cannot carry a payload from the panel (the original took any
-         method and answered a body-less GET with 400).
 =======  ==================================================================================
 
-POST and PUT answers carry ``Access-Control-Allow-Origin`` for an allowed ``Origin``.
+Unclean paths (``/./write``, ``//write``, ``//metrics``) are a **301** to the clean one, as
+the original's Go ServeMux answered them.
+
+Answers with a payload carry ``Access-Control-Allow-Origin`` for an allowed ``Origin``.
 """
 from __future__ import annotations
 
+import posixpath
+import re
 from typing import Optional
 
 import falcon
@@ -74,9 +79,10 @@ class Write:
         payload = decode_payload(read_body(req, self.max_body_bytes))
         self.tracker.submit(payload)
         resp.status = falcon.HTTP_201
-        resp.content_length = 0
+        resp.content_length = 0  # (falcon adds its default Content-Type; the original sent none)
 
-    on_put = on_post
+    # The original took any method: a payload in the body is one, whatever the method.
+    on_put = on_get = on_delete = on_patch = on_post
 
     def on_options(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.set_header("Allow", ALLOW_METHODS)
@@ -96,5 +102,36 @@ class Write:
         resp.set_header("Access-Control-Max-Age", "86400")
 
 
+RECEIVER_PATHS = frozenset({"/write", "/metrics"})
+
+
+def clean_path(path: str) -> str:
+    """Go's ``path.Clean`` as its ServeMux applied it: no ``.``/``..`` elements, no repeated
+    slashes (a trailing slash kept).
+
+        >>> clean_path("/./write"), clean_path("//write"), clean_path("/x/../metrics")
+        ('/write', '/write', '/metrics')
+    """
+    cleaned = posixpath.normpath("/" + re.sub("/+", "/", path).lstrip("/"))
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+class UncleanPaths:
+    """Middleware: ``/./write``, ``//write`` and the like are a 301 to the clean path, as the
+    original receiver's Go ServeMux answered them (only for its two paths: others stay 404)."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        path = req.path
+        if "//" not in path and "/." not in path:
+            return
+        cleaned = clean_path(path)
+        if cleaned != path and cleaned in RECEIVER_PATHS:
+            query = req.query_string
+            raise falcon.HTTPMovedPermanently(cleaned + ("?" + query if query else ""))
+
+
 def mount(app: falcon.App, tracker: SessionTracker, web: Web) -> None:
     app.add_route("/write", Write(tracker, web))
+    app.add_middleware(UncleanPaths())

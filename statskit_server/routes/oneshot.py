@@ -17,6 +17,7 @@ from the body (other bodies are ignored, as the original did); the rules are in
 401    ``[oneshot] require_token`` and no valid token (``Authorization: Token ...`` header
        or ``token`` parameter); 403 for a token without the ``write`` scope
 413    body over ``[limits] max_body_bytes``, or labels over ``[limits] max_event_bytes``
+405    another method, OPTIONS included (no CORS here, as in the original)
 =====  ==================================================================================
 """
 from __future__ import annotations
@@ -57,6 +58,11 @@ class EventResource:
         answer = {"status": "ok", "series": event.series, "value": _json_number(event.value)}
         resp.data = orjson.dumps(answer)
         resp.content_type = falcon.MEDIA_JSON
+
+
+    def on_options(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # The original had no CORS and answered 405 (falcon's default OPTIONS answer is 200).
+        raise falcon.HTTPMethodNotAllowed(["POST"])
 
 
 def _json_number(value: float) -> Union[float, str]:

@@ -244,7 +244,7 @@ def test_add_legacy_token_creates_then_updates(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     users = json.loads(Path(path).read_text())
     assert len(users) == 1 and users[0]["username"] == "bob"
-    assert re.fullmatch(r"user_[0-9a-f]{32}", users[0]["id"])
+    assert re.fullmatch(r"user_[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", users[0]["id"])  # str(uuid4()), as accesshelper
     assert users[0]["tokens"] == [{"access_token": token, "access_secret": users[0]["tokens"][0]["access_secret"]}]
     assert Path(path).read_text().startswith("[\n    {")  # indent 4, like accesshelper
     assert verify_legacy(token, users[0]["tokens"][0]["access_secret"]) == "bob"
@@ -295,3 +295,48 @@ def test_stats_service_clients_keep_working_against_the_server(access_file, tmp_
     resp = client.simulate_post("/log/event", json={"uid": "u", "event": "x"}, headers={"Authorization": f"Token {forged}"})
     assert resp.status_code == 401 and resp.json["error"] == "unauthorized"
     app.statskit.close(1.0)
+
+
+# --------------------------------------------------------------------------- STATS_ACCESS_SECRET / _TOKEN
+
+def test_the_environment_pair_of_stats_service_works_through_the_server(access_file, tmp_path):
+    """stats-service's STATS_ACCESS_SECRET + STATS_ACCESS_TOKEN (one user, statsbob) instead of an
+    access file: its token is accepted (the original checked it against itself and refused it),
+    next to the access file's when both are set."""
+    path, _ = access_file
+    secret = make_secret()
+    token = make_legacy_token("statsbob", secret)
+    for extra in ({}, {"STATS_ACCESS_IDENTITIES": str(path)}):
+        settings = load_settings(env={"STATS_ACCESS_SECRET": secret, "STATS_ACCESS_TOKEN": token, **extra}, overrides={
+            "server.data_dir": str(tmp_path), "auth.secret_key": ["new-secret"], "sinks.enabled": ["sqlite"]})
+        assert app_identity(settings, token).name == "statsbob"
+        app = create_app(settings)
+        client = testing.TestClient(app, headers={"Authorization": f"Token {token}"})
+        event_id = client.simulate_post("/log/event", json={"uid": "u", "event": "env-pair"}).json
+        assert client.simulate_get(f"/log/event/{event_id}").json["event"] == "env-pair"
+        other = make_legacy_token("statsbob", make_secret())
+        assert client.simulate_get("/ping").status_code == 200
+        assert client.simulate_post("/log/event", json={"uid": "u", "event": "x"},
+                                    headers={"Authorization": f"Token {other}"}).status_code == 401
+        bob = client.simulate_post("/log/event", json={"uid": "u", "event": "x"}, headers={"Authorization": f"Token {T2['token']}"})
+        assert bob.status_code == (200 if extra else 401)
+        app.statskit.close(1.0)
+
+
+def app_identity(settings, token):
+    from statskit_server.auth import Authenticator
+
+    return Authenticator.from_settings(settings).verify(token)
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"STATS_ACCESS_SECRET": "s" * 128}, "STATS_ACCESS_TOKEN"),
+    ({"STATS_ACCESS_TOKEN": T2["token"]}, "STATS_ACCESS_SECRET"),
+    ({"STATS_ACCESS_TOKEN": T2["token"], "STATS_ACCESS_SECRET": T2["token"]}, "does not verify"),  # the original's bug
+    ({"STATS_ACCESS_TOKEN": make_legacy_token("statsbob", T2["secret"], timeout=5), "STATS_ACCESS_SECRET": T2["secret"]},
+     "does not verify"),  # a dead token (the expiry quirk)
+])
+def test_a_broken_environment_pair_fails_at_start_saying_why(tmp_path, env, words):
+    settings = load_settings(env=env, overrides={"server.data_dir": str(tmp_path), "auth.secret_key": ["k"]})
+    with pytest.raises(LegacyAccessFileError, match=words):
+        app_identity(settings, T2["token"])

@@ -29,6 +29,8 @@ def parse(*argv):
     ({"CLIENT_IP_HEADER": "Forwarded"}, "CLIENT_IP_HEADER"),
     ({"HTTP_ADDRESS": "8080"}, "HTTP_ADDRESS: not an address to listen on"),
     ({"STATSKIT_STATE": "memory"}, "backend memory keeps counters"),
+    ({"STATS_ACCESS_SECRET": "ab" * 64}, "STATS_ACCESS_TOKEN is not set"),
+    ({"STATS_ACCESS_SECRET": "ab" * 64, "STATS_ACCESS_TOKEN": "ab" * 64}, "does not verify with STATS_ACCESS_SECRET"),
 ])
 def test_bad_settings_stop_the_server_before_it_starts(monkeypatch, capsys, tmp_path, env, words):
     for name, value in env.items():

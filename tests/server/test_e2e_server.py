@@ -92,3 +92,20 @@ def test_sigint_flushes_buffered_events_and_counters(tmp_path):
                               headers=headers, timeout=5).json()
         assert listed["count"] == 30
         assert accepted(requests.get(server.url + "/metrics", timeout=5).text, "interrupted") == 30
+
+
+def test_an_acknowledged_event_is_readable_by_the_next_request_on_the_other_worker(tmp_path):
+    """A client-supplied event_id (no time in it to wait for) posted to one worker is found by
+    the other worker's very next request."""
+    import json
+
+    with StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus"]) as server:
+        headers = server.headers()
+        for n in range(3):
+            first, second = hold_both_workers(server)
+            event_id = f"client-id-{n}"
+            body = json.dumps({"uid": "u", "event": "ryow", "event_id": event_id}).encode()
+            status, answer = raw_request(first, "POST", "/log/event", body, "application/json", headers)
+            assert status == 200 and json.loads(answer) == event_id
+            status, answer = raw_request(second, "GET", f"/log/event/{event_id}", headers=headers)
+            assert status == 200 and json.loads(answer)["event"] == "ryow"

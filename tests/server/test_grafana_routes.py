@@ -70,10 +70,22 @@ def test_panel_payloads_of_any_content_type_and_gzip(client):
     assert value_of(metrics(client), SESSIONS) == 4.0
 
 
-def test_put_is_accepted_and_get_is_not(client):
-    assert client.simulate_put("/write", body=encode(payload("p", "start", 1))).status_code == 201
-    assert client.simulate_get("/write").status_code == 405
-    assert client.simulate_delete("/write").status_code == 405
+@pytest.mark.parametrize("method", ["POST", "PUT", "GET", "DELETE", "PATCH"])
+def test_any_method_with_a_payload_is_taken_and_without_one_is_a_400_as_the_original(client, method):
+    resp = client.simulate_request(method, "/write", body=encode(payload(method, "start", 1)))
+    assert resp.status_code == 201 and resp.content == b"" and resp.headers["content-length"] == "0"
+    resp = client.simulate_request(method, "/write")
+    assert resp.status_code == 400 and resp.json["error"] == "invalid_input"
+    assert value_of(metrics(client), SESSIONS) == 1.0
+
+
+@pytest.mark.parametrize("path, location", [("/./write", "/write"), ("//write", "/write"), ("/x/../write", "/write"),
+                                            ("/./write?token=t", "/write?token=t"), ("//metrics", "/metrics")])
+def test_unclean_paths_are_redirected_as_go_did(client, path, location):
+    target, _, query = path.partition("?")
+    resp = client.simulate_post(target, query_string=query or None, body=encode(payload("r", "start", 1)))
+    assert resp.status_code == 301 and resp.headers["location"] == location
+    assert "grafana_analytics_sessions_total" not in metrics(client)  # nothing applied
 
 
 def test_scripted_session_durations(make_client):
@@ -170,6 +182,29 @@ def test_disabled_feature_mounts_nothing(make_client):
 
 
 # --------------------------------------------------------------------------- logs
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_the_originals_start_up_lines_are_on_stdout(make_client, capfd, fmt):
+    """Pipelines that key on the receiver's start find its two lines (once per worker process),
+    even with the session log off."""
+    import platform
+
+    from statskit import __version__
+
+    capfd.readouterr()
+    make_client(grafana__log_format=fmt, grafana__disable_session_log=True)
+    out = [line for line in capfd.readouterr().out.splitlines() if "Starting server" in line or "Build context" in line]
+    if fmt == "logfmt":
+        assert out == [f'level=info msg="Starting server for macropower-analytics-panel" version={__version__} '
+                       'branch= revision=',
+                       f'level=info msg="Build context" go=python{platform.python_version()} user= date=']
+    else:
+        assert [json.loads(line) for line in out] == [
+            {"level": "info", "msg": "Starting server for macropower-analytics-panel", "version": __version__,
+             "branch": "", "revision": ""},
+            {"level": "info", "msg": "Build context", "go": "python" + platform.python_version(), "user": "",
+             "date": ""}]
+
 
 def test_log_lines_on_stdout_follow_the_flags(make_client, capfd):
     client = make_client()

@@ -259,6 +259,18 @@ def test_explicit_timestamps_stamp_each_sample(make_client):
     post(client, "type=deploy")
     text = client.simulate_get("/metrics", remote_addr=PROM_A).text
     assert re.search(r'^events_to_metrics\{type="deploy"\} 1\.0 \d{13}$', text, re.M), text
+    # The count lines too carry a stamp, the scrape's time, as the original's did.
+    events(client, PROM_B)
+    post(client, "type=again")
+    text = client.simulate_get("/metrics", remote_addr=PROM_A).text
+    assert re.search(r'^events_to_metrics_event_count 2\.0 \d{13}$', text, re.M), text
+    assert re.search(r'^events_to_metrics_scraper_counts\{scraper="10\.0\.0\.2"\} 1\.0 \d{13}$', text, re.M), text
+
+
+def test_options_on_event_is_a_405_as_the_original(client):
+    resp = client.simulate_options("/event")
+    assert resp.status_code == 405 and resp.json["error"] == "method_not_allowed"
+    assert resp.headers.get("allow") == "POST"
 
 
 def test_backfill_window_gives_a_new_scraper_recent_events(make_client):

@@ -68,6 +68,32 @@ def test_v2_points_answer_ok_and_trailing_slash_works(client, app):
     assert stored(app) == 2
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"measurement": "cpu", "tags": {"host": "a"}, "fields": {"v": 1.5}}, "uid"),
+    ({"uid": "u1", "measurement": "cpu", "fields": {"v": 1}}, "event"),
+])
+def test_a_dict_that_is_not_an_event_is_a_400_naming_the_missing_field(client, app, body, field):
+    """stats-service v1 required uid and event in a dict: a lone point is not an event (a list of
+    points stays the v2 API)."""
+    resp = client.simulate_post("/log/event", json=body, headers=auth())
+    assert resp.status_code == 400 and resp.json["field"] == field and repr(field) in resp.json["message"]
+    assert stored(app) == 0
+    assert client.simulate_post("/log/event", json=[body], headers=auth()).status_code == (200 if field == "uid" else 400)
+
+
+def test_a_v1_event_gets_the_servers_now_unless_it_has_one(client):
+    import time
+
+    before = time.time()
+    first = client.simulate_post("/log/event", json={"uid": "u1", "event": "now"}, headers=auth()).json
+    after = time.time()
+    own = client.simulate_post("/log/event", json={"uid": "u1", "event": "now", "now": 12.5}, headers=auth()).json
+    [batched] = client.simulate_post("/log/events", json=[{"uid": "u1", "event": "now"}], headers=auth()).json["ids"]
+    got = {i: client.simulate_get(f"/log/event/{i}", headers=auth(["read"])).json for i in (first, own, batched)}
+    assert isinstance(got[first]["now"], float) and before <= got[first]["now"] <= after
+    assert got[own]["now"] == 12.5 and isinstance(got[batched]["now"], float)
+
+
 def test_bearer_header_works_too(client):
     token = TokenSigner([SECRET]).mint("svc", ["write"])
     resp = client.simulate_post("/log/event", json={"uid": "u", "event": "e"}, headers={"Authorization": f"Bearer {token}"})
@@ -166,8 +192,28 @@ def test_rejections_are_counted_per_event_name(client, app):
 def test_unknown_route_and_method_are_json(client):
     resp = client.simulate_get("/nope")
     assert resp.status_code == 404 and resp.json["error"] == "not_found"
-    resp = client.simulate_delete("/log/event")
-    assert resp.status_code == 405 and resp.json["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("DELETE", "/log/event"), ("GET", "/log/event"), ("GET", "/log/event/"), ("PUT", "/log/events"),
+    ("OPTIONS", "/log/event"), ("POST", "/log/event/entry_x"), ("POST", "/ping"), ("PUT", "/ping/"),
+])
+def test_a_wrong_method_on_a_stats_service_route_is_a_json_404_as_there(client, method, path):
+    resp = client.simulate_request(method, path, headers=auth())
+    assert resp.status_code == 404 and resp.json["error"] == "not_found"
+
+
+@pytest.mark.parametrize("override, status", [
+    ("PUT", 404), ("DELETE", 404), ("PATCH", 404), ("OPTIONS", 404), ("delete", 404),
+    ("GET", 200), ("bogus", 200),  # only those four were rewritten; the POST goes through
+])
+def test_x_http_method_override_on_post_as_stats_service(client, app, override, status):
+    headers = {**auth(), "X-HTTP-Method-Override": override}
+    for path, body in (("/log/event", {"uid": "u", "event": "override"}), ("/log/events", [{"uid": "u", "event": "o"}])):
+        resp = client.simulate_post(path, json=body, headers=headers)
+        assert resp.status_code == status
+    assert stored(app) == (2 if status == 200 else 0)
+    assert client.simulate_get("/ping", headers={"X-HTTP-Method-Override": "PUT"}).status_code == 200  # POST only
 
 
 def test_metrics_show_events_requests_latency_and_build_info(client):

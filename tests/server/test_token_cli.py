@@ -1,6 +1,7 @@
 """``statskit-token``: mint/verify/legacy-token in-process and through ``python -m``."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -154,7 +155,9 @@ def test_legacy_token_creates_an_access_json_entry(capsys, monkeypatch, tmp_path
     token = out.strip()
     assert code == 0 and out == token + "\n" and str(path) in err
     users = json.loads(path.read_text())
-    assert users[0]["username"] == "bob" and users[0]["id"].startswith("user_")
+    assert users[0]["username"] == "bob" and re.fullmatch(r"user_[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", users[0]["id"])
+    # how to use it, on stderr (stdout stays the token alone)
+    assert "Authorization: Token" in err and f"STATS_ACCESS_IDENTITIES={path}" in err
     assert LegacyAccessFile(str(path)).verify(token).name == "bob"
 
     # verify through the access file: no statskit secret needed

@@ -21,6 +21,9 @@ from statskit.state.memory import MemoryState
 from statskit.tokens import TokenSigner
 from statskit_server import create_app
 
+from conftest import start_real_server
+from servers import InfluxDB1
+
 T0 = 1795341600  # 2026-11-22T10:00:00Z
 DB = "stats"
 
@@ -360,3 +363,39 @@ def test_through_the_server_into_victoria_metrics_v2(victoria_metrics, tmp_path)
     assert series["metric"]["uid"] == "u1" and series["metric"]["event"] == "buy"
     assert sorted(series["values"]) == [0, 1, 2] and sorted(series["timestamps"]) == [(T0 + i) * 1000 for i in range(3)]
     app.statskit.close(5)
+
+
+def test_reads_before_the_database_exists_are_not_found_not_500(influxdb1, tmp_path):
+    """No event was written yet, so InfluxDB has no database: that is "not there" (404, an
+    empty list), not "InfluxDB query failed: not executed" as a 500."""
+    app, client = make_client(tmp_path, influxdb1, ["influxdb"])
+    resp = client.simulate_get("/log/event/order-1")
+    assert resp.status_code == 404 and resp.json["error"] == "not_found"
+    assert client.simulate_get("/log/event/entry_0123456789abcdef0123456789abcdef").status_code == 404
+    listed = client.simulate_get("/log/events", params={"uid": "u1"})
+    assert listed.status_code == 200 and listed.json["count"] == 0
+    assert "analytics_db" not in influxdb1.databases()  # reading created nothing
+    app.statskit.close(5)
+
+
+class AuthInfluxDB1(InfluxDB1):
+    """InfluxDB 1.6.7 with authentication on and no user: it refuses every query."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.replace("[http]\n  enabled = true\n", "[http]\n  enabled = true\n"
+                                                 "  auth-enabled = true\n"))
+
+
+def test_any_other_influxdb_read_error_is_a_503_never_a_500(tmp_path):
+    influx = start_real_server(lambda: AuthInfluxDB1(tmp_path / "influx-auth"))
+    try:
+        app, client = make_client(tmp_path, influx, ["influxdb"])
+        for path in ("/log/event/order-1", "/log/events"):
+            resp = client.simulate_get(path)
+            assert resp.status_code == 503 and resp.json["error"] == "unavailable"
+            assert "influxdb" in resp.json["message"] and resp.headers["retry-after"] == "1"
+        app.statskit.close(1)
+    finally:
+        influx.close()
