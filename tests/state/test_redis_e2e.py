@@ -120,3 +120,25 @@ def test_redis_down_for_a_while_loses_nothing_acknowledged_and_never_answers_500
                   f"all {acknowledged} acknowledged events counted")
     finally:
         redis.close()
+
+
+def test_a_prometheus_scraping_both_hosts_stores_each_event_once(tmp_path, redis_server, prometheus_factory):
+    a, b = hosts(tmp_path, redis_server, prefix="prom")
+    # One Prometheus, both hosts as targets of one job, naming itself: the two targets share its
+    # queue, so each event is stored once, by whichever target's scrape came first.
+    prom = prometheus_factory([f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"], params={"scraper": ["prom-a"]})
+    with a, b:
+        prom.wait_for('count(up{job="statskit"} == 1) == 2', timeout=30)
+        posted = 0
+        for i in range(12):
+            host = (a, b)[i % 2]
+            assert requests.post(host.url + "/event", params={"test": "redis", "n": str(i % 5)},
+                                 timeout=10).status_code == 200
+            posted += 1
+            time.sleep(0.1)
+        total = 'sum(count_over_time(events_to_metrics{test="redis"}[10m]))'
+        prom.wait_for(total, lambda r: r and float(r[0]["value"][1]) >= posted, timeout=30)
+        scrapes = 'sum(count_over_time(up{job="statskit"}[10m]))'
+        done = float(prom.query(scrapes)[0]["value"][1])
+        prom.wait_for(scrapes, lambda r: float(r[0]["value"][1]) >= done + 4, timeout=30)  # two more each
+        assert float(prom.query(total)[0]["value"][1]) == posted
