@@ -7,6 +7,7 @@ from ..state import StateStore, store_for
 from .queue import OneShotQueue, QueueLimits, Reporter
 from .store_memory import MemoryQueue
 from .store_records import RecordsQueue
+from .store_redis import RedisQueue
 from .store_sqlite import SQLiteQueue
 
 def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
@@ -17,5 +18,6 @@ def open_queue(state: StateStore, limits: Optional[QueueLimits] = None,
     reporter = reporter or Reporter(state)
     tuned: Dict[str, Callable[[Any], OneShotQueue]] = {"sqlite": lambda backend: SQLiteQueue(backend.db, limits, reporter)}
     tuned["memory"] = lambda _: MemoryQueue(limits, reporter)
+    tuned["redis"] = lambda backend: RedisQueue(backend, limits, reporter)
     # Any other backend: the generic queue on its keyed records and numbered log (shared).
     return store_for(state, tuned, lambda backend: RecordsQueue(backend.records, backend.logs, limits, reporter))

@@ -35,17 +35,19 @@ class RedisRecords:
         self.tag = tag
         self.guard = guard
 
-    def _key(self, table: str, key: str) -> str:
+    def key(self, table: str, key: str) -> str:
+        """The Redis key of one record (for a store's own scripts)."""
         return f"{self.tag}:rec:{table}:{key}"
 
-    def _index(self, table: str) -> str:
+    def index(self, table: str) -> str:
+        """The set listing a table's keys."""
         return f"{self.tag}:recidx:{table}"
 
     def update(self, table: str, keys: Sequence[str], change: Change[T]) -> T:
         from redis.exceptions import WatchError
 
         unique = list(dict.fromkeys(keys))
-        rkeys = [self._key(table, k) for k in unique]
+        rkeys = [self.key(table, k) for k in unique]
         with self.guard():
             for _ in range(MAX_ATTEMPTS):
                 with self.client.pipeline(transaction=True) as pipe:
@@ -57,11 +59,11 @@ class RedisRecords:
                         pipe.multi()
                         for key, value in writes.items():
                             if value is None:
-                                pipe.delete(self._key(table, key))
-                                pipe.srem(self._index(table), key)
+                                pipe.delete(self.key(table, key))
+                                pipe.srem(self.index(table), key)
                             else:
-                                pipe.set(self._key(table, key), value)
-                                pipe.sadd(self._index(table), key)
+                                pipe.set(self.key(table, key), value)
+                                pipe.sadd(self.index(table), key)
                         pipe.execute()
                         return result
                     except WatchError:
@@ -70,16 +72,16 @@ class RedisRecords:
 
     def get(self, table: str, key: str) -> Optional[bytes]:
         with self.guard():
-            value = self.client.get(self._key(table, key))
+            value = self.client.get(self.key(table, key))
         return None if value is None else bytes(value)
 
     def scan(self, table: str) -> Iterator[Tuple[str, bytes]]:
         with self.guard():
-            members = [m.decode() for m in self.client.sscan_iter(self._index(table), count=_CHUNK)]
+            members = [m.decode() for m in self.client.sscan_iter(self.index(table), count=_CHUNK)]
             found: List[Tuple[str, bytes]] = []
             for i in range(0, len(members), _CHUNK):
                 chunk = members[i:i + _CHUNK]
-                values = self.client.mget([self._key(table, k) for k in chunk])
+                values = self.client.mget([self.key(table, k) for k in chunk])
                 found += [(k, bytes(v)) for k, v in zip(chunk, values) if v is not None]
         return iter(found)
 
@@ -89,14 +91,14 @@ class RedisRecords:
         with self.guard():
             pipe = self.client.pipeline(transaction=True)
             for key in keys:
-                pipe.delete(self._key(table, key))
-                pipe.srem(self._index(table), key)
+                pipe.delete(self.key(table, key))
+                pipe.srem(self.index(table), key)
             replies = pipe.execute()
         return sum(int(r) for r in replies[0::2])
 
     def count(self, table: str) -> int:
         with self.guard():
-            return int(self.client.scard(self._index(table)))
+            return int(self.client.scard(self.index(table)))
 
 
 class RedisLogs:
@@ -106,26 +108,27 @@ class RedisLogs:
         self.guard = guard
         self._append = client.register_script(_APPEND)
 
-    def _keys(self, log: str) -> List[str]:
+    def keys(self, log: str) -> List[str]:
+        """The sorted set of a log and its counter (for a store's own scripts)."""
         return [f"{self.tag}:log:{log}", f"{self.tag}:logseq:{log}"]
 
     def append(self, log: str, items: Sequence[bytes]) -> int:
         if not items:
             return self.last(log)
         with self.guard():
-            return int(self._append(keys=self._keys(log), args=list(items)))
+            return int(self._append(keys=self.keys(log), args=list(items)))
 
     def read(self, log: str, after: int, limit: int) -> List[Tuple[int, bytes]]:
         with self.guard():
-            members = self.client.zrangebyscore(self._keys(log)[0], f"({after}", "+inf", start=0, num=limit)
+            members = self.client.zrangebyscore(self.keys(log)[0], f"({after}", "+inf", start=0, num=limit)
         return [(int(m[:_SEQ_DIGITS], 16), bytes(m[_SEQ_DIGITS:])) for m in members]
 
     def trim(self, log: str, upto: int) -> int:
         with self.guard():
-            return int(self.client.zremrangebyscore(self._keys(log)[0], "-inf", upto))
+            return int(self.client.zremrangebyscore(self.keys(log)[0], "-inf", upto))
 
     def last(self, log: str) -> int:
         with self.guard():
-            value = self.client.get(self._keys(log)[1])
+            value = self.client.get(self.keys(log)[1])
         return int(value) if value is not None else 0
 
