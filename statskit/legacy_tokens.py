@@ -77,7 +77,7 @@ LEGACY_SCOPES = frozenset({"write", "read"})
 
 # apiaccesstoken's TokenMiddleware.WITHTOKEN_RE, applied with re.match (anchored at the start only).
 _WITH_TOKEN = re.compile(r"(Token\s*)(.*)")
-_BEARER = re.compile(r"Bearer\s+(.*)", re.IGNORECASE)
+_BEARER = re.compile(r"(?:Bearer|Token)\s+(.*)", re.IGNORECASE)  # RFC 7235: schemes are case-insensitive
 
 
 def _hkdf_sha512(ikm: bytes, info: bytes, length: int = _DIGEST_SIZE, salt: Optional[bytes] = None) -> bytes:
@@ -182,8 +182,8 @@ def extract_token(header_value: str) -> str:
 def token_from_authorization(value: str) -> str:
     """The token in an ``Authorization`` value, statskit's rule (what the server uses).
 
-    Differences from :func:`extract_token`: ``Bearer <t>`` is also accepted (scheme name case
-    insensitive, as RFC 7235 says), and the result is always stripped of surrounding whitespace.
+    Differences from :func:`extract_token`: ``Bearer <t>`` is also accepted, both scheme names
+    in any case (``token <t>``: RFC 7235), and the result is always stripped of whitespace.
     ``Token`` stays the original's case-sensitive prefix, so every header the original accepted
     yields the same token (tokens contain no whitespace).
     """

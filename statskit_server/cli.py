@@ -106,7 +106,18 @@ def gunicorn_options(settings: Settings) -> dict:
         "proc_name": "statskit",
         "worker_exit": _worker_exit,
         "forwarded_allow_ips": ",".join(server.trusted_proxies) or "127.0.0.1",
+        **_control_socket(server.data_dir),
     }
+
+
+def _control_socket(data_dir: str) -> dict:
+    """gunicorn's control socket inside the data dir: by default it is one path per user
+    (~/.gunicorn/gunicorn.ctl), so two servers on a host took each other's. Off when the path
+    is too long for a Unix socket (108 bytes)."""
+    path = os.path.join(os.path.abspath(data_dir), "gunicorn.ctl")
+    if len(path.encode()) >= 100:
+        return {"control_socket_disable": True}
+    return {"control_socket": path}
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

@@ -18,6 +18,8 @@ A rejected request stores nothing: a batch is validated whole before any sink se
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any, List, Optional
 
 import falcon
@@ -125,10 +127,15 @@ def _time_param(req: falcon.Request, name: str) -> Optional[int]:
     raw = req.get_param(name)
     if raw is None:
         return None
-    try:
-        value: Any = float(raw)
-    except ValueError:
-        value = raw
+    value: Any = raw
+    text = raw.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        value = int(text)  # exact: a float would round nanoseconds (page by time without skips)
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            pass  # an RFC 3339 time
     return parse_time(value, field=name)
 
 

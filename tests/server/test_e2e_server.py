@@ -109,3 +109,15 @@ def test_an_acknowledged_event_is_readable_by_the_next_request_on_the_other_work
             assert status == 200 and json.loads(answer) == event_id
             status, answer = raw_request(second, "GET", f"/log/event/{event_id}", headers=headers)
             assert status == 200 and json.loads(answer)["event"] == "ryow"
+
+
+def test_each_server_has_its_own_control_socket_in_its_data_dir(tmp_path):
+    # gunicorn's default is one path per user: a second server on the host took the first's.
+    with StatskitServer(tmp_path / "one") as one, StatskitServer(tmp_path / "two") as two:
+        for server in (one, two):
+            sock = server.data_dir / "gunicorn.ctl"
+            for _ in range(100):  # the master opens it once its workers run
+                if sock.is_socket():
+                    break
+                time.sleep(0.05)
+            assert sock.is_socket(), server.tail()

@@ -100,6 +100,24 @@ def test_bearer_header_works_too(client):
     assert resp.status_code == 200
 
 
+@pytest.mark.parametrize("scheme", ["token", "TOKEN", "bearer", "BEARER"])
+def test_auth_schemes_are_case_insensitive(client, scheme):
+    token = auth_header(("write",))["Authorization"].split(" ", 1)[1]
+    resp = client.simulate_post("/log/event", json={"uid": "u", "event": "e"},
+                                headers={"Authorization": f"{scheme} {token}"})
+    assert resp.status_code == 200, resp.text
+
+
+def test_time_bounds_in_integer_nanoseconds_are_exact(client):
+    base = 1_700_000_000_123_456_789  # ns: a float would round it by up to 256 ns
+    for i in range(3):
+        assert client.simulate_post("/log/event", json={"uid": "u", "event": "paged", "time": base + i, "i": i},
+                                    headers=auth_header()).status_code == 200
+    got = client.simulate_get("/log/events", params={"event": "paged", "since": str(base + 1),
+                                                      "until": str(base + 2)}, headers=auth_header()).json
+    assert [e["i"] for e in got["events"]] == [1]  # since inclusive, until exclusive, to the nanosecond
+
+
 def test_batch_of_events_as_array_and_ndjson(client, app):
     batch = [{"uid": f"u{i}", "event": "view"} for i in range(5)]
     resp = client.simulate_post("/log/events", json=batch, headers=auth())
