@@ -1,0 +1,79 @@
+"""What every telemetry store offers (SQLite by default, PostgreSQL when configured)."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Optional
+
+from ..errors import RetryableError
+from .parsing import Message, NodeInfo
+
+
+class StoreUnavailable(RetryableError):
+    """The store cannot take the write now (locked, down, disk full): the writer retries."""
+
+
+@dataclass
+class Row:
+    """A message to store, with the connection it came on."""
+
+    connection_id: int
+    audit: bool
+    message: Message
+
+
+class TelemetryStore(abc.ABC):
+    @abc.abstractmethod
+    def open_connection(self, ip_addr: str, audit: bool) -> int:
+        """Insert a connection row (committed) and return its id."""
+
+    @abc.abstractmethod
+    def update_connection(self, connection_id: int, info: NodeInfo) -> None:
+        """Set the peer id and node details the connection's messages revealed."""
+
+    @abc.abstractmethod
+    def close_connection(self, connection_id: int) -> None:
+        """Mark the connection closed (from then on a purge may delete its row)."""
+
+    @abc.abstractmethod
+    def insert_messages(self, rows: Iterable[Row]) -> None:
+        """Store ``rows`` in one committed transaction, or raise (:class:`StoreUnavailable` to retry)."""
+
+    @abc.abstractmethod
+    def claim_purge(self, interval: float, now: float) -> bool:
+        """True for exactly one caller per ``interval`` among all processes and hosts on this store."""
+
+    @abc.abstractmethod
+    def purge(self, cutoff: str, batch: int = 5000) -> int:
+        """Delete expiring rows created before ``cutoff`` (UTC ISO) and closed empty connections."""
+
+    @abc.abstractmethod
+    def count_messages(self, audit: Optional[bool] = None) -> int: ...
+
+    @abc.abstractmethod
+    def messages(self, limit: int = 1000) -> List[dict]:
+        """Stored messages, oldest first, with their connection's peer id (tests, tools)."""
+
+    @abc.abstractmethod
+    def connections(self) -> List[dict]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+def open_store(settings: Any) -> TelemetryStore:
+    """The store ``[telemetry]`` settings name: PostgreSQL when ``store`` says so (or is
+    ``auto`` and ``database_url`` is set), else SQLite in the data dir."""
+    tel = settings.telemetry
+    kind = tel.store
+    if kind == "auto":
+        kind = "postgresql" if tel.database_url else "sqlite"
+    if kind == "postgresql":
+        from .store_postgres import PostgresTelemetryStore
+
+        if not tel.database_url:
+            raise ValueError("[telemetry] store postgresql needs database_url (env DATABASE_URL)")
+        return PostgresTelemetryStore(tel.database_url, tel.logs_table)
+    from .store_sqlite import SQLiteTelemetryStore
+
+    return SQLiteTelemetryStore.in_data_dir(settings.server.data_dir, tel.logs_table)
