@@ -56,6 +56,13 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError(f"[state] backend memory keeps counters, sessions and one-shot queues in each "
                           f"process: with {settings.server.workers} workers, /metrics would answer "
                           f"differently per worker. Use --workers 1, or the sqlite state")
+    if getattr(settings, "telemetry", None) is not None and settings.telemetry.enabled:
+        from statskit.telemetry.feature import validate
+
+        validate(settings)
+        if settings.state.backend == "memory":
+            raise ConfigError("[telemetry] enabled runs the websocket listener in its own process: its counters "
+                              "reach /metrics only through the sqlite state (not [state] backend memory)")
 
 
 def ensure_secret(settings: Settings) -> None:
@@ -118,7 +125,16 @@ def run(settings: Settings) -> None:
     from statskit.pipeline import build_pipeline
 
     build_pipeline(settings).close(1.0)
-    StatskitApplication().run()
+    listener = None
+    if settings.telemetry.enabled:  # the websocket listener: its own process and gunicorn master
+        from .telemetry_serve import ListenerProcess
+
+        listener = ListenerProcess.start(settings)
+    try:
+        StatskitApplication().run()
+    finally:
+        if listener is not None:
+            listener.stop(settings.server.graceful_timeout + 5.0)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
