@@ -36,8 +36,9 @@ class TelemetryStore(abc.ABC):
         """Mark the connection closed (from then on a purge may delete its row)."""
 
     @abc.abstractmethod
-    def insert_messages(self, rows: Iterable[Row]) -> None:
-        """Store ``rows`` in one committed transaction, or raise (:class:`StoreUnavailable` to retry)."""
+    def insert_messages(self, rows: Iterable[Row]) -> Optional[int]:
+        """Store ``rows`` in one committed transaction, or raise (:class:`StoreUnavailable` to
+        retry); returns how many rows the store refused as data (skipped), if any."""
 
     @abc.abstractmethod
     def claim_purge(self, interval: float, now: float) -> bool:

@@ -103,7 +103,7 @@ class SQLiteTelemetryStore(TelemetryStore):
     def close_connection(self, connection_id: int) -> None:
         self._write("UPDATE peer_connections SET closed_at = ? WHERE id = ?", (now_utc(), connection_id))
 
-    def insert_messages(self, rows: Iterable[Row]) -> None:
+    def insert_messages(self, rows: Iterable[Row]) -> Optional[int]:
         params = [(r.message.created_at, r.connection_id, int(r.audit), r.message.msg, dumps(r.message.logs))
                   for r in rows]
         try:

@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 from ..errors import RetryableError
 from ..state import StateStore
 from ..worker import BatchWorker
-from .metrics import BUFFER_DROPS, STORED
+from .metrics import BUFFER_DROPS, REJECTED, STORED
 from .store import Row, TelemetryStore
 
 log = logging.getLogger("statskit.telemetry")
@@ -37,7 +37,7 @@ class TelemetryWriter:
 
     def _send(self, batch: List[Row]) -> None:
         try:
-            self.store.insert_messages(batch)
+            refused = self.store.insert_messages(batch) or 0
         except RetryableError as exc:
             log.warning("telemetry store write of %d messages failed, retrying: %s", len(batch), exc)
             raise
@@ -45,7 +45,10 @@ class TelemetryWriter:
             # Any store failure is retried: a message the node sent is never dropped silently.
             log.exception("telemetry store write of %d messages failed, retrying", len(batch))
             raise RetryableError(str(exc)) from exc
-        self.state.incr(STORED, (), len(batch))
+        self.state.incr(STORED, (), len(batch) - refused)
+        if refused:
+            self.state.incr(REJECTED, (("reason", "store_refused"),), refused)
+            log.error("telemetry store refused %d messages of a batch of %d", refused, len(batch))
 
     def _dropped(self, items: List[Any], reason: str) -> None:
         self.state.incr(BUFFER_DROPS, (("reason", _REASONS.get(reason, reason)),), len(items))
