@@ -69,8 +69,13 @@ class Listener:
         self.settings = tel = settings.telemetry
         self.state = state or open_state(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
         self.store = store or open_store(settings)
+        points = None
+        if "influxdb" in settings.sinks.enabled:
+            from statskit.telemetry.points import PointSinks
+
+            points = PointSinks.from_settings(settings, self.state)
         self.writer = TelemetryWriter(self.store, self.state, batch_size=tel.db_batch_size,
-                                      max_latency=tel.db_save_latency, max_buffer=tel.max_buffer)
+                                      max_latency=tel.db_save_latency, max_buffer=tel.max_buffer, points=points)
         self.ingest = Ingestor(self.store, self.writer, self.state, max_rate=tel.max_message_rate)
         self.purger = Purger(self.store, tel.log_expiry_h, tel.purge_interval)
         self.networks = [ipaddress.ip_network(n) for n in tel.allowed_networks if n != "*"]

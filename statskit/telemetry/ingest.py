@@ -75,6 +75,7 @@ class Ingestor:
     def __init__(self, store: TelemetryStore, writer: TelemetryWriter, state: StateStore, *,
                  max_rate: float = 0.0, burst: float = 0.0, errors_log: Optional[RateLimitedLog] = None) -> None:
         self.store, self.writer, self.state = store, writer, state
+        self.with_tags = writer.points is not None
         self.max_rate, self.burst = max_rate, burst or max(100.0, max_rate)
         self.errors_log = errors_log or RateLimitedLog()
 
@@ -89,6 +90,7 @@ class Connection:
     def __init__(self, ingest: Ingestor, connection_id: int, ip_addr: str, audit: bool) -> None:
         self.ingest, self.id, self.ip_addr, self.audit = ingest, connection_id, ip_addr, audit
         self.peer_id: Optional[str] = None
+        self.tags: Optional[Dict[str, str]] = {} if ingest.with_tags else None
         self.bucket = TokenBucket(ingest.max_rate, ingest.burst)
         self.closed = False
 
@@ -112,7 +114,7 @@ class Connection:
             state.incr(RATE_LIMITED)
             ingest.errors_log.warning("rate", "telemetry from %s over the message rate limit: dropped", self.ip_addr)
             return False
-        return ingest.writer.submit(Row(self.id, self.audit, message))
+        return ingest.writer.submit(Row(self.id, self.audit, message, self.tags))
 
     def _learn_peer(self, obj: dict) -> None:
         info = node_info(obj)
@@ -121,6 +123,8 @@ class Connection:
             # first batch of messages is written.
             self.ingest.store.update_connection(self.id, info)
             self.peer_id = info.peer_id
+            if self.tags is not None:  # a new dict: rows already queued keep what they had
+                self.tags = {"peer_id": info.peer_id, "name": info.name or "", "chain": info.chain or ""}
 
     def close(self) -> None:
         if self.closed:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from ..errors import RetryableError
 from .parsing import Message, NodeInfo
@@ -20,6 +20,7 @@ class Row:
     connection_id: int
     audit: bool
     message: Message
+    tags: Optional[Dict[str, str]] = None  # peer_id, name, chain: for InfluxDB points only
 
 
 class TelemetryStore(abc.ABC):

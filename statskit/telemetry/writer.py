@@ -26,8 +26,9 @@ _REASONS = {"queue_full": "buffer_full", "shutdown": "shutdown", "rejected": "re
 
 class TelemetryWriter:
     def __init__(self, store: TelemetryStore, state: StateStore, *, batch_size: int = 1024,
-                 max_latency: float = 0.1, max_buffer: int = 100000) -> None:
+                 max_latency: float = 0.1, max_buffer: int = 100000, points: Any = None) -> None:
         self.store, self.state = store, state
+        self.points = points  # statskit.telemetry.points.PointSinks, fed after each commit
         self.worker = BatchWorker(self._send, max_queue=max_buffer, batch_size=batch_size, max_latency=max_latency,
                                   max_retries=None, backoff=0.2, max_backoff=5.0, on_drop=self._dropped,
                                   name="statskit-telemetry-writer")
@@ -46,6 +47,11 @@ class TelemetryWriter:
             log.exception("telemetry store write of %d messages failed, retrying", len(batch))
             raise RetryableError(str(exc)) from exc
         self.state.incr(STORED, (), len(batch) - refused)
+        if self.points is not None:
+            try:
+                self.points.emit(batch)  # queued only: the InfluxDB sink writes in its own thread
+            except Exception:
+                log.exception("telemetry: cannot queue %d InfluxDB points", len(batch))
         if refused:
             self.state.incr(REJECTED, (("reason", "store_refused"),), refused)
             log.error("telemetry store refused %d messages of a batch of %d", refused, len(batch))
@@ -59,6 +65,8 @@ class TelemetryWriter:
 
     def close(self, timeout: Optional[float] = None) -> bool:
         drained = self.worker.close(timeout)
+        if self.points is not None:
+            self.points.close(timeout)
         self.state.flush()
         return drained
 
