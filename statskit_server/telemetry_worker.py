@@ -6,7 +6,7 @@ or see a pong. This worker gives each websocket scope a ``statskit.heartbeat`` e
 of any kind (data, ping, pong, close) arrived. Without it (another ASGI server), the listener
 falls back to the time of the last data frame.
 
-It also closes the telemetry connections (1001) when a stop begins instead of waiting
+It also unmasks frames in C rather than byte by byte, and closes the telemetry connections (1001) when a stop begins instead of waiting
 ``graceful_timeout`` for nodes that never hang up, so the write buffer is flushed at once.
 """
 from __future__ import annotations
@@ -39,6 +39,15 @@ class HeartbeatWebSocketProtocol(_Base):  # type: ignore[misc, valid-type]
         super().__init__(*args, **kwargs)
         self.last_seen = time.monotonic()
         self.scope.setdefault("extensions", {})["statskit.heartbeat"] = Heartbeat(self)
+
+    def _unmask(self, payload: bytes, masking_key: bytes) -> bytes:
+        # gunicorn XORs byte by byte in a generator (~0.1 us a byte: most of the listener's CPU
+        # for 300-byte telemetry frames); one XOR of two big integers does it in C.
+        n = len(payload)
+        if not n:
+            return payload
+        mask = (bytes(masking_key) * (n // 4 + 1))[:n]
+        return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
 
     async def _read_frame(self) -> Any:
         frame = await super()._read_frame()
