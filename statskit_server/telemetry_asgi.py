@@ -144,8 +144,15 @@ class TelemetryResource:
         loop = asyncio.get_running_loop()
         client = req.scope.get("client") or (req.remote_addr, 0)
         # The original stored the peer as "ip:port" and refused the handshake when this insert failed.
-        conn: Connection = await loop.run_in_executor(None, listener.ingest.open, f"{client[0]}:{client[1]}",
-                                                      self.audit)
+        try:
+            conn: Connection = await loop.run_in_executor(None, listener.ingest.open, f"{client[0]}:{client[1]}",
+                                                          self.audit)
+        except Exception as exc:
+            listener.state.incr(REFUSED, (("reason", "store_unavailable"),))
+            listener.ingest.errors_log.warning("open", "telemetry connection from %s refused: cannot store its "
+                                               "connection row: %s", req.remote_addr, exc)
+            await ws.close()  # HTTP 403 before the handshake; the node retries later
+            return
         listener.sockets.add(ws)
         try:
             await ws.accept()

@@ -120,8 +120,14 @@ class Connection:
         info = node_info(obj)
         if info is not None:
             # Committed at once (as the original's UPDATE), so /nodes shows the node before its
-            # first batch of messages is written.
-            self.ingest.store.update_connection(self.id, info)
+            # first batch of messages is written. A store that is down: tried again with the
+            # next message that names the peer (the message itself still goes to the buffer).
+            try:
+                self.ingest.store.update_connection(self.id, info)
+            except Exception as exc:
+                self.ingest.errors_log.warning("store", "telemetry: cannot record the peer of connection %s: %s",
+                                               self.id, exc)
+                return
             self.peer_id = info.peer_id
             if self.tags is not None:  # a new dict: rows already queued keep what they had
                 self.tags = {"peer_id": info.peer_id, "name": info.name or "", "chain": info.chain or ""}

@@ -9,7 +9,9 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from typing import List, Optional
+from typing import Iterator, List, Optional
+
+import pytest
 
 from servers import RealServer, ServerUnavailable
 
@@ -79,3 +81,23 @@ class PostgreSQL(RealServer):
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://statskit@127.0.0.1:{self.port}/{name}"
+
+
+# Imported by the test modules that need it (a conftest.py here would shadow tests/conftest.py,
+# which other suites import as ``conftest``).
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[PostgreSQL]:
+    """A PostgreSQL for the test module's session; each test takes its own database (``new_database``)."""
+    try:
+        server = PostgreSQL()
+    except ServerUnavailable as exc:  # as tests/conftest.py's make_real_server: only CI insists
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc} (CI=true: real servers are required)", pytrace=False)
+        pytest.skip(str(exc))
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    yield server
+    server.close()

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import websockets
 
+from pg_server import postgresql  # noqa: F401  (fixture)
 from telemetry_server import TelemetryServer, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realserver]

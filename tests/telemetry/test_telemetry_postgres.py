@@ -12,6 +12,7 @@ from statskit.telemetry import Ingestor, Row, TelemetryWriter, open_store
 from statskit.telemetry.parsing import parse_frame
 from statskit.telemetry.purge import purge_once
 from statskit.telemetry.store_postgres import PostgresTelemetryStore
+from pg_server import postgresql  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.realserver
 _names = itertools.count()

@@ -158,3 +158,19 @@ def test_one_purge_round_per_interval_whatever_the_callers(store, tmp_path):
         assert results == [1, None, None, None]
     finally:
         other.close()
+
+
+def test_a_store_down_when_the_peer_is_learnt_is_retried_with_a_later_message(store):
+    state = MemoryState()
+    ingest, writer = ingestor(store, state)
+    conn = ingest.open("x:1", audit=False)
+    real = store.update_connection
+    store.update_connection = lambda *a: (_ for _ in ()).throw(RuntimeError("down"))
+    hello = b'{"msg":"system.connected","ts":"2021-01-01T00:00:00Z","network_id":"QmLate"}'
+    assert conn.frame(hello)  # the message is kept even though the peer could not be recorded
+    assert conn.peer_id is None
+    store.update_connection = real
+    assert conn.frame(hello)
+    writer.close(5.0)
+    assert conn.peer_id == "QmLate" and store.connections()[0]["peer_id"] == "QmLate"
+    assert store.count_messages() == 2
