@@ -135,6 +135,8 @@ def run(settings: Settings) -> None:
     finally:
         if listener is not None:
             listener.stop(settings.server.graceful_timeout + 5.0)
+            if listener.died:  # not a requested stop: say so to the service manager
+                raise SystemExit(1)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

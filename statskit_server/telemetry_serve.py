@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any, Optional
 
@@ -57,10 +58,6 @@ def run_listener(settings: Settings) -> None:
         def load(self) -> Any:
             return create_telemetry_app(settings)
 
-    # Create the store's schema once, here, before the workers race to do it.
-    from statskit.telemetry import open_store
-
-    open_store(settings).close()
     TelemetryApplication().run()
 
 
@@ -74,11 +71,23 @@ def _die_with_parent() -> None:
 
 
 class ListenerProcess:
+    """The forked listener, watched: if it dies, statskit-server stops too (and exits with 1),
+    so a service manager restarts both instead of leaving HTTP up and telemetry down."""
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.died = False
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="statskit-telemetry-watch", daemon=True)
+        self._watcher.start()
 
     @classmethod
     def start(cls, settings: Settings) -> "ListenerProcess":
+        # The store's schema is created here, once, before any worker; a store that cannot be
+        # reached (PostgreSQL down, bad DATABASE_URL) stops statskit-server now, loudly.
+        from statskit.telemetry import open_store
+
+        open_store(settings).close()
         pid = os.fork()
         if pid == 0:  # the child: its own gunicorn master
             code = 0
@@ -97,8 +106,26 @@ class ListenerProcess:
         log.info("telemetry listener (pid %s) on %s", pid, listener_bind(settings))
         return cls(pid)
 
+    def _gone(self) -> bool:
+        try:
+            done, _ = os.waitpid(self.pid, os.WNOHANG)
+            return bool(done)
+        except ChildProcessError:  # reaped by the WSGI master's waitpid(-1)
+            return True
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            if self._gone():
+                if self._stopping.is_set():
+                    return
+                self.died = True
+                log.error("telemetry listener (pid %s) exited: stopping statskit-server", self.pid)
+                os.kill(os.getpid(), signal.SIGTERM)  # the WSGI master's graceful stop
+                return
+
     def stop(self, timeout: Optional[float] = 30.0) -> None:
         """SIGTERM, wait (the listener flushes its buffer), SIGKILL after ``timeout``."""
+        self._stopping.set()
         try:
             os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:

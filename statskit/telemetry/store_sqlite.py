@@ -64,12 +64,16 @@ CREATE TABLE IF NOT EXISTS telemetry_meta (key TEXT PRIMARY KEY, value REAL NOT 
 class SQLiteTelemetryStore(TelemetryStore):
     def __init__(self, path: str, table: str = "substrate_logs") -> None:
         self.path, self.table = path, table
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            # Only possible before the file's first page is written (the switch to WAL writes
+            # it): lets a purge give pages back to the file system.
+            first = sqlite3.connect(path)
+            try:
+                first.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                first.execute("PRAGMA journal_mode = WAL")
+            finally:
+                first.close()
         self.db = SQLiteDB(path)
-        fresh = not os.path.exists(path) or os.path.getsize(path) == 0
-        conn = self.db.connection()
-        if fresh:
-            # Only possible before the first table exists: lets a purge give pages back to the OS.
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         self.db.ensure_schema(schema(table))
         self._insert = (f"INSERT INTO {table} (created_at, peer_connection_id, audit, msg, logs) "
                         f"VALUES (?, ?, ?, ?, ?)")
@@ -127,16 +131,21 @@ class SQLiteTelemetryStore(TelemetryStore):
             cur = self._write(f"DELETE FROM {self.table} WHERE id IN (SELECT id FROM {self.table} "
                               f"WHERE audit = 0 AND created_at < ? LIMIT ?)", (cutoff, batch))
             deleted += cur.rowcount
+            self._reclaim()
             if cur.rowcount < batch:
                 break
         self._write(f"DELETE FROM peer_connections WHERE audit = 0 AND closed_at IS NOT NULL AND NOT EXISTS "
                     f"(SELECT 1 FROM {self.table} l WHERE l.peer_connection_id = peer_connections.id)")
-        if deleted:
-            try:
-                self.db.connection().execute("PRAGMA incremental_vacuum")
-            except sqlite3.OperationalError:
-                pass  # busy: the free pages are reused by the next inserts anyway
         return deleted
+
+    def _reclaim(self, pages: int = 2000) -> None:
+        """Give up to ``pages`` free pages back to the file system (bounded: a short lock)."""
+        try:
+            # executescript steps the pragma to its end; execute() would free one page only
+            # (the pragma returns no rows, so the sqlite3 module stops after its first step).
+            self.db.connection().executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+        except sqlite3.OperationalError:
+            pass  # busy: the free pages are reused by the next inserts anyway
 
     def count_messages(self, audit: Optional[bool] = None) -> int:
         sql = f"SELECT count(*) FROM {self.table}"

@@ -204,3 +204,17 @@ def test_sigterm_with_messages_in_the_buffer_loses_none(tmp_path):
     assert store.count_messages() == 501
     assert [m["logs"].get("i") for m in store.messages(1000)][1:] == list(range(500))
     store.close()
+
+
+def test_if_the_listener_dies_statskit_server_stops_with_status_1(tmp_path):
+    srv = TelemetryServer(tmp_path).start()
+    try:
+        children = [int(c) for c in open(f"/proc/{srv.pid}/task/{srv.pid}/children").read().split()]
+        # the listener's gunicorn master is the child with workers of its own
+        listener = [c for c in children if open(f"/proc/{c}/task/{c}/children").read().split()]
+        assert len(listener) == 1
+        os.kill(listener[0], 9)
+        assert srv.proc.wait(30) == 1
+        assert "telemetry listener" in srv.tail(50) and "exited" in srv.tail(50)
+    finally:
+        srv.kill()

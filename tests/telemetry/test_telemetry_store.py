@@ -174,3 +174,16 @@ def test_a_store_down_when_the_peer_is_learnt_is_retried_with_a_later_message(st
     writer.close(5.0)
     assert conn.peer_id == "QmLate" and store.connections()[0]["peer_id"] == "QmLate"
     assert store.count_messages() == 2
+
+
+def test_a_purge_gives_the_space_back(store):
+    cid = store.open_connection("e:1", False)
+    big = parse_frame('{"msg":"m","ts":"2020-01-01T00:00:00Z","pad":"%s"}' % ("x" * 500))
+    for _ in range(10):
+        store.insert_messages([Row(cid, False, big)] * 1000)
+    conn = store.db.connection()
+    before = conn.execute("PRAGMA page_count").fetchone()[0]
+    assert store.purge("2021-01-01T00:00:00.000000") == 10000
+    after = conn.execute("PRAGMA page_count").fetchone()[0]
+    assert after < before / 5  # not just free pages inside the file
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
