@@ -197,6 +197,7 @@ class TelemetryResource:
                 except Exception:
                     pass
                 return
+            conn.count()  # a quiet node's last frames reach /metrics within a heartbeat
             if heartbeat is not None:
                 await heartbeat.ping()
 

@@ -56,23 +56,30 @@ def parse_rfc3339(text: Any) -> datetime:
     >>> parse_rfc3339("2020-03-25T13:17:09.008533-01:30")
     datetime.datetime(2020, 3, 25, 14, 47, 9, 8533)
     """
+    when, _ = _parse(text)
+    return when
+
+
+def _parse(text: Any) -> "tuple[datetime, Optional[str]]":
+    """The UTC datetime, and its stored form when it can be had without formatting (UTC input)."""
     if not isinstance(text, str):
         raise ValueError("not a string")
     m = _RFC3339.match(text)
     if m is None:
         raise ValueError(f"not an RFC 3339 time: {text[:64]!r}")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    frac = (m.group(7) or "")[:6].ljust(6, "0")
+    g = m.groups()
+    frac = (g[6] or "")[:6].ljust(6, "0")
+    second = int(g[5])
     if second == 60:  # a leap second, which RFC 3339 allows: the last microsecond of its minute
         second, frac = 59, "999999"
-    when = datetime(year, month, day, hour, minute, second, int(frac))
-    if m.group(8) is None:
-        hours, minutes = int(m.group(10)), int(m.group(11))
-        if hours > 23 or minutes > 59:
-            raise ValueError(f"bad UTC offset in {text[:64]!r}")
-        offset = timedelta(hours=hours, minutes=minutes)
-        when = when - offset if m.group(9) == "+" else when + offset
-    return when
+    when = datetime(int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), second, int(frac))  # checks ranges
+    if g[7] is not None or (g[9] == "00" and g[10] == "00"):  # Z or +00:00: already UTC
+        return when, f"{g[0]}-{g[1]}-{g[2]}T{g[3]}:{g[4]}:{second:02d}.{frac}"
+    hours, minutes = int(g[9]), int(g[10])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"bad UTC offset in {text[:64]!r}")
+    offset = timedelta(hours=hours, minutes=minutes)
+    return (when - offset if g[8] == "+" else when + offset), None
 
 
 def format_utc(when: datetime) -> str:
@@ -113,11 +120,11 @@ def to_message(obj: Dict[str, Any]) -> Message:
     if "ts" not in obj:
         raise FrameError("no_ts", 'the message has no "ts" field')
     try:
-        when = parse_rfc3339(obj["ts"])
+        when, stored = _parse(obj["ts"])
     except (ValueError, OverflowError) as exc:
         raise FrameError("bad_ts", str(exc)) from None
     msg = obj.get("msg")
-    return Message(format_utc(when), msg if isinstance(msg, str) else "", obj)
+    return Message(stored or format_utc(when), msg if isinstance(msg, str) else "", obj)
 
 
 def parse_frame(data: Union[bytes, str]) -> Message:

@@ -62,6 +62,7 @@ def test_bad_frames_are_counted_and_stored_frames_are_not_lost(store):
     assert not conn.frame(b'{"msg":"no ts"}')
     assert conn.frame(OLD % 1)
     writer.close(5.0)
+    conn.count()  # what every 64 frames and every heartbeat do
     rejected = {dict(labels)["reason"]: v for name, labels, v in state.counters() if name.endswith("rejected")}
     assert rejected == {"invalid_json": 1.0, "no_ts": 1.0}
     assert store.count_messages() == 1 and sum_by(state.counters(), STORED) == 1
