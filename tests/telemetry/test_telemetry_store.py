@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from statskit.errors import RetryableError
 from statskit.state.memory import MemoryState
 from statskit.telemetry import Ingestor, Row, TelemetryWriter
 from statskit.telemetry.metrics import BUFFER_DROPS, STORED, TelemetryMetrics
