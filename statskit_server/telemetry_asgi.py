@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import os
 import time
-from typing import Any, List, Optional, Set
+from typing import Any, List, Optional, Set, Tuple
 
 import falcon
 import falcon.asgi
@@ -35,6 +35,7 @@ from statskit.telemetry.purge import Purger
 from statskit.tokens import TokenError
 
 from .auth import Authenticator
+from .peer import client_address, normalize
 
 log = logging.getLogger("statskit.telemetry")
 
@@ -67,6 +68,7 @@ class Listener:
     def __init__(self, settings: Settings, state: Optional[StateStore] = None,
                  store: Optional[TelemetryStore] = None) -> None:
         self.settings = tel = settings.telemetry
+        self.server_settings = settings.server
         self.state = state or open_state(settings.state.backend, settings.server.data_dir, settings.state.flush_interval)
         self.store = store or open_store(settings)
         points = None
@@ -87,18 +89,29 @@ class Listener:
     def start(self) -> None:
         self.purger.start()
 
-    def refusal(self, req: falcon.asgi.Request) -> Optional[str]:
+    def client(self, req: falcon.asgi.Request) -> Tuple[str, str]:
+        """The node's address (a trusted proxy's forwarding header believed, as on the HTTP
+        routes) and what its connection row says: ``ip:port``, or the forwarded ip alone."""
+        server = self.server_settings
+        addr = client_address(req, server.trusted_proxies, server.client_ip_header)
+        peer = tuple(req.scope.get("client") or ())  # ASGI: [host, port], or None when unknown
+        if len(peer) != 2:
+            peer = (req.remote_addr, 0)
+        if addr == normalize(str(peer[0])):
+            return addr, f"{peer[0]}:{peer[1]}"
+        return addr, addr
+
+    def refusal(self, req: falcon.asgi.Request, addr: str) -> Optional[str]:
         """Why this handshake is refused, or None."""
         if self.stopping:
             return "stopping"
         if not self.everyone:
             try:
-                addr = ipaddress.ip_address(req.remote_addr)
+                ip = ipaddress.ip_address(addr)
             except ValueError:
                 return "network"
-            mapped = getattr(addr, "ipv4_mapped", None)
-            addr = mapped or addr
-            if not any(addr in net for net in self.networks):
+            ip = getattr(ip, "ipv4_mapped", None) or ip
+            if not any(ip in net for net in self.networks):
                 return "network"
         if self.auth is not None:
             try:
@@ -135,18 +148,17 @@ class TelemetryResource:
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         listener = self.app.listener
         assert listener is not None, "the ASGI lifespan startup did not run"
-        why = listener.refusal(req)
+        addr, ip_addr = listener.client(req)
+        why = listener.refusal(req, addr)
         if why is not None:
             listener.state.incr(REFUSED, (("reason", why),))
-            log.info("telemetry connection from %s refused: %s", req.remote_addr, why)
+            log.info("telemetry connection from %s refused: %s", ip_addr, why)
             await ws.close()  # before accept: an HTTP 403, no websocket
             return
         loop = asyncio.get_running_loop()
-        client = req.scope.get("client") or (req.remote_addr, 0)
         # The original stored the peer as "ip:port" and refused the handshake when this insert failed.
         try:
-            conn: Connection = await loop.run_in_executor(None, listener.ingest.open, f"{client[0]}:{client[1]}",
-                                                          self.audit)
+            conn: Connection = await loop.run_in_executor(None, listener.ingest.open, ip_addr, self.audit)
         except Exception as exc:
             listener.state.incr(REFUSED, (("reason", "store_unavailable"),))
             listener.ingest.errors_log.warning("open", "telemetry connection from %s refused: cannot store its "

@@ -57,3 +57,23 @@ def test_unknown_paths_are_refused(tmp_path):
 
     run(scenario())
     assert store.connections() == []
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_counts(tmp_path):
+    app, _, store = make(tmp_path, TRUSTED_PROXIES="10.9.0.1", TELEMETRY_ALLOWED_NETWORKS="192.0.2.0/24")
+
+    async def scenario():
+        async with testing.ASGIConductor(app) as conductor:
+            async with conductor.simulate_ws("/", remote_addr="10.9.0.1",
+                                             headers={"X-Forwarded-For": "192.0.2.7"}) as ws:
+                await ws.send_text(HELLO)
+            with pytest.raises(falcon.WebSocketDisconnected):  # the proxy's own address is not allowed
+                async with conductor.simulate_ws("/", remote_addr="10.9.0.1"):
+                    pass
+            with pytest.raises(falcon.WebSocketDisconnected):  # nor a header from an untrusted peer
+                async with conductor.simulate_ws("/", remote_addr="10.9.0.2",
+                                                 headers={"X-Forwarded-For": "192.0.2.7"}):
+                    pass
+
+    run(scenario())
+    assert [c["ip_addr"] for c in store.connections()] == ["192.0.2.7"]
