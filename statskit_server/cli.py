@@ -135,7 +135,7 @@ def run(settings: Settings) -> None:
     finally:
         if listener is not None:
             listener.stop(settings.server.graceful_timeout + 5.0)
-            if listener.died:  # not a requested stop: say so to the service manager
+            if listener.died and listener.owner == os.getpid():  # not a requested stop: tell the service manager
                 raise SystemExit(1)
 
 

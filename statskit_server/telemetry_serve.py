@@ -76,6 +76,10 @@ class ListenerProcess:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        # The WSGI workers are forked inside the ``try`` that stops the listener: when a worker
+        # exits, that ``finally`` runs in the worker too. Only the process that forked the
+        # listener may stop it (a worker did, at every graceful stop, racing its own master).
+        self.owner = os.getpid()
         self.died = False
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="statskit-telemetry-watch", daemon=True)
@@ -125,6 +129,8 @@ class ListenerProcess:
 
     def stop(self, timeout: Optional[float] = 30.0) -> None:
         """SIGTERM, wait (the listener flushes its buffer), SIGKILL after ``timeout``."""
+        if os.getpid() != self.owner:
+            return
         self._stopping.set()
         try:
             os.kill(self.pid, signal.SIGTERM)

@@ -197,7 +197,7 @@ def test_sigterm_with_messages_in_the_buffer_loses_none(tmp_path):
                     await asyncio.wait_for(ws.recv(), 20)
                 return ws.close_code
         assert run(produce()) == 1001  # going away: nodes reconnect elsewhere
-        assert srv.proc.wait(30) == 0
+        assert srv.proc.wait(30) == 0, srv.tail(60)
     finally:
         srv.kill()
     store = SQLiteTelemetryStore.in_data_dir(str(tmp_path))
@@ -209,9 +209,11 @@ def test_sigterm_with_messages_in_the_buffer_loses_none(tmp_path):
 def test_if_the_listener_dies_statskit_server_stops_with_status_1(tmp_path):
     srv = TelemetryServer(tmp_path).start()
     try:
-        children = [int(c) for c in open(f"/proc/{srv.pid}/task/{srv.pid}/children").read().split()]
-        # the listener's gunicorn master is the child with workers of its own
-        listener = [c for c in children if open(f"/proc/{c}/task/{c}/children").read().split()]
+        def children(pid):
+            return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+
+        # the listener's gunicorn master is the child with workers of its own (once they booted)
+        listener = wait_for(lambda: [c for c in children(srv.pid) if children(c)])
         assert len(listener) == 1
         os.kill(listener[0], 9)
         assert srv.proc.wait(30) == 1
