@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Installs the real servers the tests start (tests/servers.py) from Debian packages:
-# influxdb (influxd), victoria-metrics, prometheus, redis-server. Idempotent: does nothing when
-# all four binaries exist. Never leaves a service running: the tests start their own servers on
-# free loopback ports, and a packaged daemon would hold the default ports (8086, 8428, 9090, 6379).
+# Installs the real servers the tests start (tests/servers.py, tests/telemetry/conftest.py) from
+# Debian packages: influxdb (influxd), victoria-metrics, prometheus, redis-server, postgresql
+# (initdb, in /usr/lib/postgresql/*/bin). Idempotent: does nothing when all binaries exist.
+# Never leaves a service running: the tests start their own servers on free loopback ports, and a
+# packaged daemon would hold the default ports (8086, 8428, 9090, 6379, 5432).
 set -euo pipefail
 
-packages=(influxdb victoria-metrics prometheus redis-server)
-binaries=(influxd victoria-metrics prometheus redis-server)
+packages=(influxdb victoria-metrics prometheus redis-server postgresql)
+binaries=(influxd victoria-metrics prometheus redis-server initdb)
 
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/bin/$1" ] || [ -x "/usr/sbin/$1" ]; }
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/bin/$1" ] || [ -x "/usr/sbin/$1" ] ||
+  compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null; }
 
 missing=()
 for i in "${!binaries[@]}"; do
   have "${binaries[$i]}" || missing+=("${packages[$i]}")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-servers: influxd, victoria-metrics, prometheus and redis-server already installed; nothing to do"
+  echo "install-servers: influxd, victoria-metrics, prometheus, redis-server and postgresql already installed; nothing to do"
   exit 0
 fi
 
@@ -42,11 +44,11 @@ trap cleanup EXIT
 # server), before and after installing: any new one a postinst started anyway is stopped by PID.
 daemon_pids() {
   local users="" u
-  for u in influxdb _victoria-metrics prometheus redis; do
+  for u in influxdb _victoria-metrics prometheus redis postgres; do
     id -u "$u" >/dev/null 2>&1 && users="${users:+$users,}$u"
   done
   [ -n "$users" ] || return 0
-  pgrep -u "$users" -x 'influxd|victoria-metric|prometheus|redis-server' 2>/dev/null | sort || true
+  pgrep -u "$users" -x 'influxd|victoria-metric|prometheus|redis-server|postgres' 2>/dev/null | sort || true
 }
 before=$(daemon_pids)
 

@@ -72,6 +72,13 @@ def check_settings(settings: Settings) -> None:
     # A STATS_ACCESS_TOKEN/_SECRET pair that cannot work (one missing, a token the secret
     # does not verify) would otherwise be a 401 for every client.
     environment_user(settings.auth.legacy_access_token, settings.auth.legacy_access_secret)
+    if getattr(settings, "telemetry", None) is not None and settings.telemetry.enabled:
+        from statskit.telemetry.feature import validate
+
+        validate(settings)
+        if settings.state.backend == "memory":
+            raise ConfigError("[telemetry] enabled runs the websocket listener in its own process: its counters "
+                              "reach /metrics only through the sqlite state (not [state] backend memory)")
 
 
 def ensure_secret(settings: Settings) -> None:
@@ -145,7 +152,18 @@ def run(settings: Settings) -> None:
     from statskit.pipeline import build_pipeline
 
     build_pipeline(settings).close(1.0)
-    StatskitApplication().run()
+    listener = None
+    if settings.telemetry.enabled:  # the websocket listener: its own process and gunicorn master
+        from .telemetry_serve import ListenerProcess
+
+        listener = ListenerProcess.start(settings)
+    try:
+        StatskitApplication().run()
+    finally:
+        if listener is not None:
+            listener.stop(settings.server.graceful_timeout + 5.0)
+            if listener.died and listener.owner == os.getpid():  # not a requested stop: tell the service manager
+                raise SystemExit(1)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

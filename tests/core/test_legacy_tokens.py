@@ -81,7 +81,7 @@ def test_header_extraction_matches_the_original(case):
     ("bearer   abc123 ", "bearer   abc123", "abc123"),
     ("Token abc123  ", "abc123  ", "abc123"),  # the original keeps trailing blanks after "Token"
     ("Tokenabc123", "abc123", "abc123"),  # \s* matches nothing
-    ("token abc123", "token abc123", "token abc123"),  # "Token" is case-sensitive in both
+    ("token abc123", "token abc123", "abc123"),  # statskit: schemes in any case (RFC 7235)
     ("  Token abc123", "Token abc123", "abc123"),  # the original's re.match needs "Token" at 0
 ])
 def test_statskit_extraction_differs_only_where_documented(header, original, statskit):
