@@ -1,0 +1,137 @@
+"""From one Caddy JSON access-log line to indicator inputs (the original's generators).
+
+    >>> from statskit.kpi.packages import Package
+    >>> gens = Generators([Package("Wikipedia", "zim", "kiwix.box", zim="wikipedia_en")])
+    >>> line = parse_line(b'{"level":"info","ts":1700000000.5,"msg":"handled request","status":200,'
+    ...                   b'"request":{"host":"kiwix.box","uri":"/content/wikipedia_en/","method":"GET"},'
+    ...                   b'"resp_headers":{}}')
+    >>> [(i.kind, i.package) for i in gens.inputs(line)]
+    [('home_visit', 'Wikipedia'), ('request', 'Wikipedia')]
+    >>> parse_line(b'{"level":"error","msg":"handled request"}')
+    Traceback (most recent call last):
+    ...
+    statskit.kpi.inputs.Skipped: not_handled_request
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import orjson
+
+from .packages import Package
+
+HOME_VISIT, REQUEST, FILE_CREATED, FILE_DELETED, CLOCK_TICK = (
+    "home_visit", "request", "FILE_CREATED", "FILE_DELETED", "clock_tick")
+EDUPI = "edupi.offspot.kiwix.org"
+FILE_MANAGER = "file-manager.offspot.kiwix.org"
+_EDUPI_DELETE = re.compile(r"^/api/documents/[^/]+/?$")
+
+
+class Skipped(ValueError):
+    """A line that gives no input; ``reason`` is the label counted in ``/metrics``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts: float
+    host: str
+    uri: str
+    method: str
+    status: int
+    headers: Dict[str, Any]
+
+    def header(self, name: str) -> Any:
+        value = self.headers.get(name)
+        if isinstance(value, list):  # Caddy logs each header as a list of values
+            return value[0] if value else None
+        return value
+
+
+@dataclass(frozen=True)
+class Input:
+    kind: str
+    package: str = ""
+    count: int = 1
+
+
+def parse_line(raw: bytes) -> LogLine:
+    """A handled-request line, or :class:`Skipped` (``not_json`` or ``not_handled_request``)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Skipped("not_json") from None
+    try:
+        if doc.get("level") != "info" or doc.get("msg") != "handled request":
+            raise Skipped("not_handled_request")
+        request, headers = doc["request"], doc["resp_headers"]
+        host, uri, method = request["host"], request["uri"], request["method"]
+        status = doc["status"]
+        if isinstance(status, str) and status.isdigit():  # the original accepted "200"
+            status = int(status)
+        ts = doc["ts"]
+        if (not isinstance(status, int) or isinstance(status, bool) or not isinstance(ts, (int, float))
+                or isinstance(ts, bool) or not isinstance(headers, dict)
+                or not all(isinstance(v, str) for v in (host, uri, method))):
+            raise Skipped("not_handled_request")
+        return LogLine(float(ts), host, uri, method, status, headers)
+    except (KeyError, TypeError, AttributeError):
+        raise Skipped("not_handled_request") from None
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+class Generators:
+    """The packages' generators, found by exact ``request.host``; each yields inputs for a line."""
+
+    def __init__(self, packages: Sequence[Package]) -> None:
+        self.by_host: Dict[str, List[Package]] = {}
+        for package in packages:
+            self.by_host.setdefault(package.host, []).append(package)
+
+    def inputs(self, line: LogLine) -> List[Input]:
+        for package in self.by_host.get(line.host, ()):
+            found = _generate(package, line)
+            if found is not None:
+                return found
+        return []
+
+
+def _generate(package: Package, line: LogLine) -> Optional[List[Input]]:
+    title = package.title
+    if package.kind == "zim":
+        match = re.match(r"^/content/(?P<zim>[^/]+)(/.*)?$", line.uri)
+        if not match or match.group("zim") != package.zim:
+            return None
+        rest = match.group(2)
+        if not rest or rest == "/":
+            return [Input(HOME_VISIT, title), Input(REQUEST, title)]
+        return [Input(REQUEST, title)]
+    if package.kind == "files":
+        if line.uri == "/":
+            return [Input(REQUEST, title), Input(HOME_VISIT, title)]
+        return [Input(REQUEST, title)]
+    # apps: never a home visit
+    result = [Input(REQUEST, title)]
+    if package.ident == EDUPI:
+        if line.method == "POST" and line.status == 201 and line.uri == "/api/documents/":
+            result.append(Input(FILE_CREATED, title, 1))
+        elif line.method == "DELETE" and line.status == 204 and _EDUPI_DELETE.match(line.uri):
+            result.append(Input(FILE_DELETED, title, 1))
+    elif package.ident == FILE_MANAGER:
+        added, deleted = _count(line.header("X-Tfm-Files-Added")), _count(line.header("X-Tfm-Files-Deleted"))
+        if added:
+            result.append(Input(FILE_CREATED, title, added))
+        if deleted:
+            result.append(Input(FILE_DELETED, title, deleted))
+    return result

@@ -1,0 +1,175 @@
+"""Following access logs as they grow: which files, from which byte, which complete lines.
+
+A file is known by its identity, not its path: device + inode, plus a fingerprint (SHA-1 of its
+first bytes, up to :data:`FINGERPRINT_BYTES`, extended as the file grows). So:
+
+* a renamed file (rename-and-create rotation) keeps its offset and is read to its end;
+* a reused inode, or a file emptied and rewritten (copytruncate), has other first bytes: it is a
+  new file read from 0, never skipped to the old offset;
+* a file shorter than its offset was truncated: read from 0 (the original's rule);
+* a file no longer found is forgotten; a new file is read from its start.
+
+Only ``\\n``-terminated lines are returned. A line longer than ``max_line_bytes`` is skipped
+(and counted) once its end is seen. Offsets live in the ``log_file`` table and are written by
+:meth:`Tailer.commit` in the caller's transaction, beside the effects of the lines.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+log = logging.getLogger("statskit.kpi")
+
+FINGERPRINT_BYTES = 1024
+
+
+@dataclass
+class LogFile:
+    dev: int
+    ino: int
+    fp_len: int
+    fp_hash: str
+    path: str
+    offset: int
+    size: int = 0
+
+
+def _fingerprint(path: str, length: int) -> Tuple[int, str]:
+    with open(path, "rb") as handle:
+        head = handle.read(length)
+    return len(head), hashlib.sha1(head).hexdigest()
+
+
+@dataclass
+class Chunk:
+    """Complete lines read from one file: ``lines`` end at ``end`` (the next offset)."""
+
+    file: LogFile
+    lines: List[bytes]
+    end: int
+    too_long: int = 0
+
+
+class Tailer:
+    def __init__(self, logs_dir: str, pattern: str, max_line_bytes: int = 64 * 1024,
+                 chunk_bytes: int = 1 << 20) -> None:
+        self.logs_dir = logs_dir
+        self.pattern = pattern
+        self.max_line_bytes = max_line_bytes
+        self.chunk_bytes = max(chunk_bytes, 2 * max_line_bytes + 2)
+        self.files: Dict[Tuple[int, int], LogFile] = {}
+        self.forgotten: List[Tuple[int, int]] = []
+
+    # ------------------------------------------------------------------ state
+    def load(self, conn: sqlite3.Connection) -> None:
+        self.files = {(dev, ino): LogFile(dev, ino, fp_len, fp_hash, path, offset)
+                      for dev, ino, fp_len, fp_hash, path, offset in
+                      conn.execute("SELECT dev, ino, fp_len, fp_hash, path, offset FROM log_file")}
+
+    def commit(self, conn: sqlite3.Connection, changed: List[LogFile]) -> None:
+        """Write the offsets (and identities) of ``changed`` and forget the vanished files."""
+        for key in self.forgotten:
+            conn.execute("DELETE FROM log_file WHERE dev = ? AND ino = ?", key)
+        self.forgotten = []
+        conn.executemany(
+            "INSERT INTO log_file (dev, ino, fp_len, fp_hash, path, offset) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (dev, ino) DO UPDATE SET fp_len = excluded.fp_len, fp_hash = excluded.fp_hash, "
+            "path = excluded.path, offset = excluded.offset",
+            [(f.dev, f.ino, f.fp_len, f.fp_hash, f.path, f.offset) for f in changed])
+
+    # ------------------------------------------------------------------ discovery
+    def paths(self) -> List[str]:
+        found = []
+        for folder, dirs, names in os.walk(self.logs_dir):
+            dirs.sort()
+            found.extend(os.path.join(folder, n) for n in sorted(names) if fnmatch.fnmatchcase(n, self.pattern))
+        return found
+
+    def scan(self) -> List[LogFile]:
+        """Match the files on disk to the known ones; returns those whose identity, path or
+        offset changed (to be committed) and updates :attr:`files`."""
+        changed: List[LogFile] = []
+        seen: Dict[Tuple[int, int], LogFile] = {}
+        for path in self.paths():
+            try:
+                st = os.stat(path)
+                key = (st.st_dev, st.st_ino)
+                if key in seen:  # a hard link to a file already seen
+                    continue
+                known = self.files.get(key)
+                current = self._identify(path, st.st_size, known)
+            except OSError:  # vanished between the listing and the stat
+                continue
+            current.size = st.st_size
+            seen[key] = current
+            if current is not known:
+                changed.append(current)
+        for key, known in self.files.items():
+            if key not in seen:
+                log.info("log file %s is gone; forgotten", known.path)
+                self.forgotten.append(key)
+        self.files = seen
+        return changed
+
+    def _identify(self, path: str, size: int, known: Optional[LogFile]) -> LogFile:
+        st = os.stat(path)
+        if known is not None:
+            fp_len, fp_hash = _fingerprint(path, known.fp_len)
+            if fp_len == known.fp_len and fp_hash == known.fp_hash:
+                if size < known.offset:
+                    log.info("log file %s was truncated; reading it from the start", path)
+                    return self._new(path, st.st_dev, st.st_ino)
+                if known.path != path or (known.fp_len < FINGERPRINT_BYTES and size > known.fp_len):
+                    fp_len, fp_hash = _fingerprint(path, FINGERPRINT_BYTES)
+                    if known.path != path:
+                        log.info("log file %s moved to %s; following it", known.path, path)
+                    return LogFile(known.dev, known.ino, fp_len, fp_hash, path, known.offset)
+                return known
+            log.info("log file %s is not the file it was (other first bytes); reading it from the start", path)
+        return self._new(path, st.st_dev, st.st_ino)
+
+    @staticmethod
+    def _new(path: str, dev: int, ino: int) -> LogFile:
+        fp_len, fp_hash = _fingerprint(path, FINGERPRINT_BYTES)
+        return LogFile(dev, ino, fp_len, fp_hash, path, 0)
+
+    # ------------------------------------------------------------------ reading
+    def read(self, file: LogFile, max_bytes: Optional[int] = None) -> Optional[Chunk]:
+        """The complete lines after ``file.offset`` (at most about ``max_bytes``), or None."""
+        if file.size <= file.offset:
+            return None
+        limit = max_bytes or self.chunk_bytes
+        try:
+            with open(file.path, "rb") as handle:
+                handle.seek(file.offset)
+                data = handle.read(max(limit, self.chunk_bytes))
+                end = data.rfind(b"\n")
+                if end < 0:
+                    return self._skip_long(handle, file, len(data))
+        except OSError:
+            return None
+        lines = data[:end].split(b"\n")
+        too_long = 0
+        if any(len(line) > self.max_line_bytes for line in lines):
+            kept = [line for line in lines if len(line) <= self.max_line_bytes]
+            too_long, lines = len(lines) - len(kept), kept
+        return Chunk(file, lines, file.offset + end + 1, too_long)
+
+    def _skip_long(self, handle, file: LogFile, read: int) -> Optional[Chunk]:
+        """No newline in the first chunk: past the limit, look for the line's end and skip it."""
+        if read <= self.max_line_bytes:
+            return None  # an incomplete line still within the limit: wait for its end
+        position = file.offset + read
+        while True:
+            data = handle.read(self.chunk_bytes)
+            if not data:
+                return None  # its end is not written yet
+            found = data.find(b"\n")
+            if found >= 0:
+                return Chunk(file, [], position + found + 1, 1)
+            position += len(data)
