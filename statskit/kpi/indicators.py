@@ -90,12 +90,14 @@ class Indicators:
     def __init__(self) -> None:
         self.recorders: Dict[int, Dict[Dimension, Recorder]] = {}
         self.too_wide = 0
+        self._request_minute: Dict[str, int] = {}  # last minute each package's requests were recorded
 
     def has_data(self) -> bool:
         return any(self.recorders.values())
 
     def clear(self) -> None:
         self.recorders = {}
+        self._request_minute = {}
 
     def _get(self, indicator: int, dimension: Dimension) -> Recorder:
         by_dim = self.recorders.setdefault(indicator, {})
@@ -107,18 +109,23 @@ class Indicators:
 
     def apply(self, item: Input, minute: int) -> None:
         kind = item.kind
-        if kind == HOME_VISIT:
+        if kind == REQUEST:
+            package = item.package
+            if self._request_minute.get(package) == minute:
+                return  # same minute, same slots: nothing changes (the hot path of a busy box)
+            for indicator, dimension in ((TOTAL_USAGE_OVERALL, ()), (TOTAL_USAGE_BY_PACKAGE, (package,))):
+                try:
+                    self._get(indicator, dimension).add(minute)  # type: ignore[arg-type]
+                except TooWideUsage:
+                    self.too_wide += 1  # the original dropped the input too
+                    continue
+            self._request_minute[package] = minute
+        elif kind == HOME_VISIT:
             self._get(PACKAGE_HOME_VISIT, (item.package,)).add(1)  # type: ignore[arg-type]
         elif kind in (FILE_CREATED, FILE_DELETED):
             self._get(SHARED_FILES_OPERATIONS, (kind,)).add(item.count)  # type: ignore[arg-type]
         elif kind == CLOCK_TICK:
             self._get(UPTIME, ()).add(1)  # type: ignore[arg-type]
-        elif kind == REQUEST:
-            for indicator, dimension in ((TOTAL_USAGE_OVERALL, ()), (TOTAL_USAGE_BY_PACKAGE, (item.package,))):
-                try:
-                    self._get(indicator, dimension).add(minute)  # type: ignore[arg-type]
-                except TooWideUsage:
-                    self.too_wide += 1  # the original dropped the input too
 
     def rows(self) -> Iterable[Tuple[int, Dimension, int, str]]:
         """``(indicator, dimension, value, state)`` for every recorder."""

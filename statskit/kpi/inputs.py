@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import orjson
 
@@ -26,6 +26,10 @@ HOME_VISIT, REQUEST, FILE_CREATED, FILE_DELETED, CLOCK_TICK = (
     "home_visit", "request", "FILE_CREATED", "FILE_DELETED", "clock_tick")
 EDUPI = "edupi.offspot.kiwix.org"
 FILE_MANAGER = "file-manager.offspot.kiwix.org"
+_loads = orjson.loads
+_ZIM_URI = re.compile(r"^/content/(?P<zim>[^/]+)(/.*)?$")
+#: Distinct (host, uri, method, status) whose inputs are remembered (the same pages recur).
+CACHE_SIZE = 65536
 _EDUPI_DELETE = re.compile(r"^/api/documents/[^/]+/?$")
 
 
@@ -37,8 +41,7 @@ class Skipped(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(NamedTuple):  # a NamedTuple: built ~3x faster than a frozen dataclass, per line
     ts: float
     host: str
     uri: str
@@ -63,25 +66,25 @@ class Input:
 def parse_line(raw: bytes) -> LogLine:
     """A handled-request line, or :class:`Skipped` (``not_json`` or ``not_handled_request``)."""
     try:
-        doc = orjson.loads(raw)
+        doc = _loads(raw)
     except orjson.JSONDecodeError:
         raise Skipped("not_json") from None
     try:
-        if doc.get("level") != "info" or doc.get("msg") != "handled request":
+        if doc["msg"] != "handled request" or doc["level"] != "info":
             raise Skipped("not_handled_request")
-        request, headers = doc["request"], doc["resp_headers"]
+        request, headers, status, ts = doc["request"], doc["resp_headers"], doc["status"], doc["ts"]
         host, uri, method = request["host"], request["uri"], request["method"]
-        status = doc["status"]
-        if isinstance(status, str) and status.isdigit():  # the original accepted "200"
-            status = int(status)
-        ts = doc["ts"]
-        if (not isinstance(status, int) or isinstance(status, bool) or not isinstance(ts, (int, float))
-                or isinstance(ts, bool) or not isinstance(headers, dict)
-                or not all(isinstance(v, str) for v in (host, uri, method))):
-            raise Skipped("not_handled_request")
-        return LogLine(float(ts), host, uri, method, status, headers)
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, IndexError):
         raise Skipped("not_handled_request") from None
+    if type(status) is not int:  # (type(): a JSON true is no status)
+        if type(status) is str and status.isdigit():  # the original accepted "200"
+            status = int(status)
+        else:
+            raise Skipped("not_handled_request")
+    if ((type(ts) is not float and type(ts) is not int) or type(headers) is not dict or type(host) is not str
+            or type(uri) is not str or type(method) is not str):
+        raise Skipped("not_handled_request")
+    return LogLine(float(ts), host, uri, method, status, headers)
 
 
 def _count(value: Any) -> int:
@@ -99,7 +102,23 @@ class Generators:
         for package in packages:
             self.by_host.setdefault(package.host, []).append(package)
 
+        # File-manager inputs depend on response headers: never cached.
+        self.uncached = {p.host for p in packages if p.kind == "app" and p.ident == FILE_MANAGER}
+        self.cache: Dict[Tuple[str, str, str, int], List[Input]] = {}
+
     def inputs(self, line: LogLine) -> List[Input]:
+        host = line.host
+        if host in self.uncached:
+            return self._inputs(line)
+        key = (host, line.uri, line.method, line.status)
+        found = self.cache.get(key)
+        if found is None:
+            if len(self.cache) >= CACHE_SIZE:
+                self.cache.clear()
+            found = self.cache[key] = self._inputs(line)
+        return found
+
+    def _inputs(self, line: LogLine) -> List[Input]:
         for package in self.by_host.get(line.host, ()):
             found = _generate(package, line)
             if found is not None:
@@ -110,7 +129,7 @@ class Generators:
 def _generate(package: Package, line: LogLine) -> Optional[List[Input]]:
     title = package.title
     if package.kind == "zim":
-        match = re.match(r"^/content/(?P<zim>[^/]+)(/.*)?$", line.uri)
+        match = _ZIM_URI.match(line.uri)
         if not match or match.group("zim") != package.zim:
             return None
         rest = match.group(2)

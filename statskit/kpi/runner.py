@@ -155,6 +155,7 @@ class Processor:
         skipped["too_long"] = chunk.too_long
         accepted = 0
         too_wide = self.engine.indicators.too_wide
+        feed, inputs = self.engine.feed, self.generators.inputs  # (locals: the per-line loop)
         with self.db.transaction() as conn:
             for raw in chunk.lines:
                 try:
@@ -163,7 +164,7 @@ class Processor:
                     skipped[exc.reason] += 1
                     continue
                 accepted += 1
-                self.engine.feed(conn, line.ts, self.generators.inputs(line))
+                feed(conn, line.ts, inputs(line))
             self.engine.snapshot(conn)
             chunk.file.offset = chunk.end
             self.tailer.commit(conn, [chunk.file, *[f for f in changed if f is not chunk.file]])

@@ -155,7 +155,7 @@ class Tailer:
             return None
         lines = data[:end].split(b"\n")
         too_long = 0
-        if any(len(line) > self.max_line_bytes for line in lines):
+        if lines and max(map(len, lines)) > self.max_line_bytes:
             kept = [line for line in lines if len(line) <= self.max_line_bytes]
             too_long, lines = len(lines) - len(kept), kept
         return Chunk(file, lines, file.offset + end + 1, too_long)
