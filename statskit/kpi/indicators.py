@@ -107,7 +107,8 @@ class Indicators:
             by_dim[dimension] = recorder
         return recorder
 
-    def apply(self, item: Input, minute: int) -> None:
+    def apply(self, item: Input, minute: int, times: int = 1) -> None:
+        """Apply ``item`` (``times`` times: the same input from several lines of one minute)."""
         kind = item.kind
         if kind == REQUEST:
             package = item.package
@@ -121,11 +122,11 @@ class Indicators:
                     continue
             self._request_minute[package] = minute
         elif kind == HOME_VISIT:
-            self._get(PACKAGE_HOME_VISIT, (item.package,)).add(1)  # type: ignore[arg-type]
+            self._get(PACKAGE_HOME_VISIT, (item.package,)).add(times)  # type: ignore[arg-type]
         elif kind in (FILE_CREATED, FILE_DELETED):
-            self._get(SHARED_FILES_OPERATIONS, (kind,)).add(item.count)  # type: ignore[arg-type]
+            self._get(SHARED_FILES_OPERATIONS, (kind,)).add(item.count * times)  # type: ignore[arg-type]
         elif kind == CLOCK_TICK:
-            self._get(UPTIME, ()).add(1)  # type: ignore[arg-type]
+            self._get(UPTIME, ()).add(times)  # type: ignore[arg-type]
 
     def rows(self) -> Iterable[Tuple[int, Dimension, int, str]]:
         """``(indicator, dimension, value, state)`` for every recorder."""

@@ -65,6 +65,15 @@ class Input:
 
 def parse_line(raw: bytes) -> LogLine:
     """A handled-request line, or :class:`Skipped` (``not_json`` or ``not_handled_request``)."""
+    return LogLine._make(parse_fields(raw))
+
+
+Fields = Tuple[float, str, str, str, int, Dict[str, Any]]
+
+
+def parse_fields(raw: bytes) -> Fields:
+    """:func:`parse_line` as a plain tuple (``ts, host, uri, method, status, headers``): the
+    tailer's per-line path."""
     try:
         doc = _loads(raw)
     except orjson.JSONDecodeError:
@@ -84,7 +93,7 @@ def parse_line(raw: bytes) -> LogLine:
     if ((type(ts) is not float and type(ts) is not int) or type(headers) is not dict or type(host) is not str
             or type(uri) is not str or type(method) is not str):
         raise Skipped("not_handled_request")
-    return LogLine(float(ts), host, uri, method, status, headers)
+    return float(ts), host, uri, method, status, headers
 
 
 def _count(value: Any) -> int:
@@ -107,15 +116,20 @@ class Generators:
         self.cache: Dict[Tuple[str, str, str, int], List[Input]] = {}
 
     def inputs(self, line: LogLine) -> List[Input]:
-        host = line.host
+        return self.inputs_of(line)
+
+    def inputs_of(self, fields: Fields) -> List[Input]:
+        """The inputs of a parsed line (:func:`parse_fields`); the same list object for the
+        same request (host, uri, method, status) while it is cached."""
+        host = fields[1]
         if host in self.uncached:
-            return self._inputs(line)
-        key = (host, line.uri, line.method, line.status)
+            return self._inputs(LogLine._make(fields))
+        key = (host, fields[2], fields[3], fields[4])
         found = self.cache.get(key)
         if found is None:
             if len(self.cache) >= CACHE_SIZE:
                 self.cache.clear()
-            found = self.cache[key] = self._inputs(line)
+            found = self.cache[key] = self._inputs(LogLine._make(fields))
         return found
 
     def _inputs(self, line: LogLine) -> List[Input]:

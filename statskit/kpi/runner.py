@@ -18,14 +18,14 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import orjson
 
 from ..state.sqlite import SQLiteDB
 from . import store
 from .engine import Engine
-from .inputs import Generators, Skipped, parse_line
+from .inputs import Generators, Skipped, parse_fields
 from .tailer import LogFile, Tailer, _fingerprint
 
 log = logging.getLogger("statskit.kpi")
@@ -155,16 +155,32 @@ class Processor:
         skipped["too_long"] = chunk.too_long
         accepted = 0
         too_wide = self.engine.indicators.too_wide
-        feed, inputs = self.engine.feed, self.generators.inputs  # (locals: the per-line loop)
+        feed, inputs = self.engine.feed_minute, self.generators.inputs_of  # (locals: the per-line loop)
         with self.db.transaction() as conn:
+            # Consecutive lines of one minute are fed together, counted per inputs list (the
+            # generators return the same list object for the same request).
+            groups: Dict[int, list] = {}
+            group_ts, group_minute = 0.0, None
             for raw in chunk.lines:
                 try:
-                    line = parse_line(raw)
+                    line = parse_fields(raw)
                 except Skipped as exc:
                     skipped[exc.reason] += 1
                     continue
                 accepted += 1
-                feed(conn, line.ts, inputs(line))
+                minute = int(line[0] // 60)
+                if minute != group_minute:
+                    if group_minute is not None:
+                        feed(conn, group_ts, groups.values())
+                    groups, group_ts, group_minute = {}, line[0], minute
+                found = inputs(line)
+                group = groups.get(id(found))
+                if group is None:
+                    groups[id(found)] = [found, 1]
+                else:
+                    group[1] += 1
+            if group_minute is not None:
+                feed(conn, group_ts, groups.values())
             self.engine.snapshot(conn)
             chunk.file.offset = chunk.end
             self.tailer.commit(conn, [chunk.file, *[f for f in changed if f is not chunk.file]])

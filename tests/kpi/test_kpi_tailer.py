@@ -191,11 +191,11 @@ class FailOnce(Generators):
         super().__init__(packages)
         self.calls, self.fail_at = 0, fail_at
 
-    def inputs(self, line):
+    def inputs_of(self, fields):
         self.calls += 1
         if self.calls == self.fail_at:
             raise OSError("disk full")
-        return super().inputs(line)
+        return super().inputs_of(fields)
 
 
 def test_a_failure_mid_batch_commits_nothing_and_the_retry_counts_each_line_once(tmp_path):
