@@ -33,7 +33,8 @@ MAX_FORCED_TICKS = 1440
 class Engine:
     """Indicators of the current hour, the current period and the last tick minute."""
 
-    def __init__(self) -> None:
+    def __init__(self, kpi_ids: Sequence[int] = kpis.KPI_IDS) -> None:
+        self.kpi_ids = tuple(kpi_ids)
         self.indicators = Indicators()
         self.period: Optional[int] = None  # epoch of the current hour's start
         self.last_tick: Optional[int] = None  # minutes since the epoch
@@ -139,7 +140,7 @@ class Engine:
             value = periods.label(kind, moment)
             start, stop = periods.period_range(kind, value)
             found = store.sums(conn, store.epoch(start), store.epoch(stop))
-            for kpi_id in kpis.KPI_IDS:
+            for kpi_id in self.kpi_ids:
                 store.put_kpi(conn, kpi_id, kind, value, kpis.envelope(kpi_id, kpis.compute(kpi_id, found)))
                 changed = True
             oldest = periods.oldest_kept(kind, value)

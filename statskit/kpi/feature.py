@@ -4,11 +4,12 @@ from __future__ import annotations
 import logging
 import os
 
-from ..config import ConfigError, Option, Settings, parse_bool, parse_positive_duration, parse_size
+from ..config import ConfigError, Option, Settings, parse_bool, parse_list, parse_positive_duration, parse_size
 from ..feature import Built, Context
 from ..state.sqlite import SQLiteDB
 from .inputs import Generators
-from .packages import PackagesError, load_packages
+from .events import EventInbox
+from .packages import PackagesConf, PackagesError, load_packages
 from .runner import Processor
 from .service import KpiService
 from .store import SCHEMA
@@ -42,6 +43,9 @@ OPTIONS = [
     Option("kpi", "poll_interval", 1.0, _PD, None, None, "how often the log folder is looked at"),
     Option("kpi", "inactivity", 10.0, _PD, None, None, "with no log line for this long, ticks follow the clock"),
     Option("kpi", "lock_retry", 2.0, _PD, None, None, "how often a worker tries to become the tailer"),
+    Option("kpi", "events", False, _B, None, None,
+           "also feed events posted to /log/event(s) into KPIs 2101 EventCounts and 2102 DistinctUids"),
+    Option("kpi", "event_names", [], parse_list, None, None, "only these event names (default: every event)"),
 ]
 
 
@@ -62,14 +66,20 @@ class KpiFeature:
         db.ensure_schema(SCHEMA)
         processor = None
         if not conf.processing_disabled:
-            try:
-                packages = load_packages(conf.packages_file)
-            except PackagesError as exc:
-                raise ConfigError(f"[kpi] packages_file (PACKAGE_CONF_FILE): {exc}") from None
+            packages = PackagesConf()  # an empty packages_file: no access-log inputs (events only)
+            if conf.packages_file:
+                try:
+                    packages = load_packages(conf.packages_file)
+                except PackagesError as exc:
+                    raise ConfigError(f"[kpi] packages_file (PACKAGE_CONF_FILE): {exc}") from None
             tailer = Tailer(conf.logs_dir, conf.pattern, conf.max_line_bytes)
             processor = Processor(db, tailer, Generators(packages.packages), os.path.join(data_dir, LOCK_NAME),
                                   poll_interval=conf.poll_interval, inactivity=conf.inactivity,
-                                  lock_retry=conf.lock_retry, legacy_state_dir=conf.legacy_state_dir)
+                                  lock_retry=conf.lock_retry, legacy_state_dir=conf.legacy_state_dir,
+                                  events=conf.events)
+            if conf.events:
+                # In the request, after the event store: a 2xx means the event is in kpi.db too.
+                ctx.pipeline.sinks.append(EventInbox(db, conf.event_names))
             processor.start()
         service = KpiService(db, processor)
         return Built(service, metric_sources=[service], closers=[service.close])

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from .inputs import CLOCK_TICK, FILE_CREATED, FILE_DELETED, HOME_VISIT, REQUEST, Input
+from .inputs import CLOCK_TICK, EVENT, EVENT_UID, FILE_CREATED, FILE_DELETED, HOME_VISIT, REQUEST, Input
 
 PACKAGE_HOME_VISIT, SHARED_FILES_OPERATIONS, UPTIME, TOTAL_USAGE_OVERALL, TOTAL_USAGE_BY_PACKAGE = (
     1001, 1003, 1004, 1005, 1006)
 INDICATOR_NAMES = {PACKAGE_HOME_VISIT: "PackageHomeVisit", SHARED_FILES_OPERATIONS: "SharedFilesOperations",
                    UPTIME: "Uptime", TOTAL_USAGE_OVERALL: "TotalUsageOverall",
                    TOTAL_USAGE_BY_PACKAGE: "TotalUsageByPackage"}
+EVENT_COUNT, EVENT_UID_INDICATOR = 1101, 1102  # statskit's event stream (statskit.kpi.events)
+INDICATOR_NAMES.update({EVENT_COUNT: "EventCount", EVENT_UID_INDICATOR: "EventUid"})
 USAGE_INDICATORS = (TOTAL_USAGE_OVERALL, TOTAL_USAGE_BY_PACKAGE)
 
 Dimension = Tuple[str, ...]  # up to 3 values
@@ -127,6 +129,10 @@ class Indicators:
             self._get(SHARED_FILES_OPERATIONS, (kind,)).add(item.count * times)  # type: ignore[arg-type]
         elif kind == CLOCK_TICK:
             self._get(UPTIME, ()).add(times)  # type: ignore[arg-type]
+        elif kind == EVENT:
+            self._get(EVENT_COUNT, (item.package,)).add(times)  # type: ignore[arg-type]
+        elif kind == EVENT_UID:
+            self._get(EVENT_UID_INDICATOR, (item.package,)).add(times)  # type: ignore[arg-type]
 
     def rows(self) -> Iterable[Tuple[int, Dimension, int, str]]:
         """``(indicator, dimension, value, state)`` for every recorder."""

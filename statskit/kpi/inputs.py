@@ -24,6 +24,7 @@ from .packages import Package
 
 HOME_VISIT, REQUEST, FILE_CREATED, FILE_DELETED, CLOCK_TICK = (
     "home_visit", "request", "FILE_CREATED", "FILE_DELETED", "clock_tick")
+EVENT, EVENT_UID = "event", "event_uid"  # from statskit's event stream (statskit.kpi.events)
 EDUPI = "edupi.offspot.kiwix.org"
 FILE_MANAGER = "file-manager.offspot.kiwix.org"
 _loads = orjson.loads

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Tuple
 
-from .indicators import (PACKAGE_HOME_VISIT, SHARED_FILES_OPERATIONS, TOTAL_USAGE_BY_PACKAGE, TOTAL_USAGE_OVERALL,
+from .indicators import (EVENT_COUNT, EVENT_UID_INDICATOR, PACKAGE_HOME_VISIT, SHARED_FILES_OPERATIONS, TOTAL_USAGE_BY_PACKAGE, TOTAL_USAGE_OVERALL,
                          UPTIME, Dimension)
 
 POPULARITY, TOTAL_USAGE, UPTIME_KPI, SHARED_FILES = 2001, 2003, 2004, 2005
 KPI_NAMES = {POPULARITY: "PackagePopularity", TOTAL_USAGE: "TotalUsage", UPTIME_KPI: "Uptime",
              SHARED_FILES: "SharedFiles"}
-KPI_IDS = tuple(sorted(KPI_NAMES))
+KPI_IDS = tuple(sorted(KPI_NAMES))  # the original's KPIs
+EVENT_COUNTS, DISTINCT_UIDS = 2101, 2102  # over statskit's event stream ([kpi] events)
+EVENT_KPI_IDS = (EVENT_COUNTS, DISTINCT_UIDS)
+KPI_NAMES.update({EVENT_COUNTS: "EventCounts", DISTINCT_UIDS: "DistinctUids"})
 #: Which indicators each KPI reads.
 KPI_INDICATORS = {POPULARITY: (PACKAGE_HOME_VISIT,), TOTAL_USAGE: (TOTAL_USAGE_OVERALL, TOTAL_USAGE_BY_PACKAGE),
                   UPTIME_KPI: (UPTIME,), SHARED_FILES: (SHARED_FILES_OPERATIONS,)}
@@ -30,11 +33,11 @@ MODULE = "backend.kpi_data"
 Sums = Mapping[Tuple[int, Dimension], int]
 
 
-def _top(sums: Sums, indicator: int, key: str) -> Tuple[List[Dict[str, Any]], int]:
+def _top(sums: Sums, indicator: int, key: str, name_key: str = "package") -> Tuple[List[Dict[str, Any]], int]:
     per_package = [(dim[0], value) for (ind, dim), value in sums.items() if ind == indicator and dim]
     per_package.sort(key=lambda item: (-item[1], item[0]))
     total = sum(value for _, value in per_package)
-    return [{"package": name, key: value} for name, value in per_package[:TOP]], total
+    return [{name_key: name, key: value} for name, value in per_package[:TOP]], total
 
 
 def compute(kpi_id: int, sums: Sums) -> Dict[str, Any]:
@@ -52,6 +55,11 @@ def compute(kpi_id: int, sums: Sums) -> Dict[str, Any]:
     if kpi_id == SHARED_FILES:
         return {"filesCreated": sums.get((SHARED_FILES_OPERATIONS, ("FILE_CREATED",)), 0),
                 "filesDeleted": sums.get((SHARED_FILES_OPERATIONS, ("FILE_DELETED",)), 0)}
+    if kpi_id == EVENT_COUNTS:
+        items, total = _top(sums, EVENT_COUNT, "count", "event")
+        return {"items": items, "totalEvents": total}
+    if kpi_id == DISTINCT_UIDS:
+        return {"distinctUids": sum(1 for (ind, _), value in sums.items() if ind == EVENT_UID_INDICATOR and value)}
     raise KeyError(kpi_id)
 
 
@@ -70,8 +78,8 @@ def csv_rows(kpi_id: int, data: Dict[str, Any]) -> List[Tuple[str, str, Any]]:
     for key, value in data.items():
         if key == "items":
             for item in value:
-                package = item.get("package", "")
-                rows.extend((package, k, v) for k, v in item.items() if k != "package")
+                name_key = "event" if "event" in item else "package"
+                rows.extend((item.get(name_key, ""), k, v) for k, v in item.items() if k != name_key)
         else:
             rows.append(("", key, value))
     return rows

@@ -23,8 +23,9 @@ from typing import Callable, Dict, List, Optional
 import orjson
 
 from ..state.sqlite import SQLiteDB
-from . import store
+from . import kpis, store
 from .engine import Engine
+from .events import BATCH as EVENT_BATCH, INBOX_SCHEMA, consume
 from .inputs import Generators, Skipped, parse_fields
 from .tailer import LogFile, Tailer, _fingerprint
 
@@ -61,7 +62,7 @@ class FileLock:
 class Processor:
     def __init__(self, db: SQLiteDB, tailer: Tailer, generators: Generators, lock_path: str, *,
                  poll_interval: float = 1.0, inactivity: float = 10.0, lock_retry: float = 2.0,
-                 legacy_state_dir: str = "", clock: Callable[[], float] = time.time) -> None:
+                 legacy_state_dir: str = "", events: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.tailer = tailer
         self.generators = generators
@@ -71,7 +72,9 @@ class Processor:
         self.lock_retry = lock_retry
         self.legacy_state_dir = legacy_state_dir
         self.clock = clock
-        self.engine = Engine()
+        self.events = events  # also consume statskit's event inbox (statskit.kpi.events)
+        self.kpi_ids = kpis.KPI_IDS + (kpis.EVENT_KPI_IDS if events else ())
+        self.engine = Engine(self.kpi_ids)
         self.started_at = clock()
         self.last_line_at = 0.0
         self.last_idle_at = 0.0
@@ -119,7 +122,9 @@ class Processor:
         with self.db.transaction() as conn:
             self.tailer.load(conn)
             self._import_legacy(conn)
-            self.engine = Engine()
+            if self.events:
+                conn.execute(INBOX_SCHEMA)
+            self.engine = Engine(self.kpi_ids)
             self.engine.start(conn)
         self.started_at = self.clock()
         self.ready = True
@@ -141,6 +146,15 @@ class Processor:
         if changed or self.tailer.forgotten:
             with self.db.transaction() as conn:
                 self.tailer.commit(conn, changed)
+        if self.events:
+            with self.db.transaction() as conn:
+                consumed = consume(conn, self.engine)
+                if consumed:
+                    self.engine.snapshot(conn)
+                    store.add_counters(conn, "events", {"consumed": consumed})
+            if consumed:
+                self.last_line_at = self.clock()
+                busy = busy or consumed == EVENT_BATCH
         now = self.clock()
         if now - self.last_line_at >= self.inactivity and now - self.last_idle_at >= self.inactivity:
             self.last_idle_at = now
