@@ -88,7 +88,7 @@ class KpiService:
         dropped = CounterMetricFamily("statskit_kpi_inputs_dropped", "Indicator inputs dropped, by reason.",
                                       labels=["reason"])
         seen = {"accepted": 0, "too_long": 0, "not_json": 0, "not_handled_request": 0}
-        too_wide = 0
+        too_wide = consumed = 0
         for name, reason, value in store.counters(conn):
             if name == "lines":
                 seen["accepted"] += value
@@ -96,9 +96,13 @@ class KpiService:
                 seen[reason] = seen.get(reason, 0) + value
             elif name == "inputs_dropped":
                 too_wide += value
+            elif name == "events":
+                consumed += value
         for result, value in sorted(seen.items()):
             lines.add_metric([result], value)
         dropped.add_metric(["too_wide_usage"], too_wide)
+        events = CounterMetricFamily("statskit_kpi_events_consumed", "Posted events fed into the KPI engine.")
+        events.add_metric([], consumed)
         files = GaugeMetricFamily("statskit_kpi_log_files", "Access-log files followed.")
         files.add_metric([], conn.execute("SELECT COUNT(*) FROM log_file").fetchone()[0])
         values = GaugeMetricFamily("statskit_kpi_values", "KPI values stored, by aggregation kind.", labels=["kind"])
@@ -108,4 +112,4 @@ class KpiService:
         heartbeat = GaugeMetricFamily("statskit_kpi_processing_heartbeat_timestamp_seconds",
                                       "When the KPI log processing last looked for idle time (0: never).")
         heartbeat.add_metric([], float(orjson.loads(beat)["time"]) if beat else 0.0)
-        return [lines, dropped, files, values, heartbeat]
+        return [lines, dropped, events, files, values, heartbeat]
