@@ -40,6 +40,8 @@ OPTIONS = [
     Option("kpi", "legacy_state_dir", "", str, "LOGWATCHER_DATA_FOLDER", None,
            "folder of the original's log_watcher_state.json, whose offsets are imported once"),
     Option("kpi", "max_line_bytes", 64 * 1024, parse_size, None, None, "longer log lines are skipped and counted"),
+    Option("kpi", "read_gzip", False, _B, None, None,
+           "also read <pattern>.gz files (Caddy's roll_gzip); one compressed from a followed file continues it"),
     Option("kpi", "poll_interval", 1.0, _PD, None, None, "how often the log folder is looked at"),
     Option("kpi", "inactivity", 10.0, _PD, None, None, "with no log line for this long, ticks follow the clock"),
     Option("kpi", "lock_retry", 2.0, _PD, None, None, "how often a worker tries to become the tailer"),
@@ -72,7 +74,7 @@ class KpiFeature:
                     packages = load_packages(conf.packages_file)
                 except PackagesError as exc:
                     raise ConfigError(f"[kpi] packages_file (PACKAGE_CONF_FILE): {exc}") from None
-            tailer = Tailer(conf.logs_dir, conf.pattern, conf.max_line_bytes)
+            tailer = Tailer(conf.logs_dir, conf.pattern, conf.max_line_bytes, read_gzip=conf.read_gzip)
             processor = Processor(db, tailer, Generators(packages.packages), os.path.join(data_dir, LOCK_NAME),
                                   poll_interval=conf.poll_interval, inactivity=conf.inactivity,
                                   lock_retry=conf.lock_retry, legacy_state_dir=conf.legacy_state_dir,

@@ -142,7 +142,7 @@ class Processor:
             if chunk is not None:
                 self._apply(chunk, changed)
                 changed = []
-                busy = busy or chunk.end < file.size
+                busy = busy or chunk.more
         if changed or self.tailer.forgotten:
             with self.db.transaction() as conn:
                 self.tailer.commit(conn, changed)

@@ -16,6 +16,7 @@ Only ``\\n``-terminated lines are returned. A line longer than ``max_line_bytes`
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import hashlib
 import logging
 import os
@@ -35,8 +36,13 @@ class LogFile:
     fp_len: int
     fp_hash: str
     path: str
-    offset: int
+    offset: int  # for a .gz file: in its decompressed content
     size: int = 0
+    done: bool = False  # a .gz file read to its end (in this process)
+
+    @property
+    def gz(self) -> bool:
+        return self.path.endswith(".gz")
 
 
 def _fingerprint(path: str, length: int) -> Tuple[int, str]:
@@ -53,13 +59,17 @@ class Chunk:
     lines: List[bytes]
     end: int
     too_long: int = 0
+    more: bool = False  # more complete lines may follow right away
 
 
 class Tailer:
     def __init__(self, logs_dir: str, pattern: str, max_line_bytes: int = 64 * 1024,
-                 chunk_bytes: int = 1 << 20) -> None:
+                 chunk_bytes: int = 1 << 20, read_gzip: bool = False) -> None:
         self.logs_dir = logs_dir
         self.pattern = pattern
+        self.read_gzip = read_gzip
+        self._gz: Dict[Tuple[int, int], Tuple[gzip.GzipFile, int]] = {}  # open .gz files and their position
+        self._recent: Dict[str, LogFile] = {}  # forgotten plain files, by fingerprint: a .gz may continue one
         self.max_line_bytes = max_line_bytes
         self.chunk_bytes = max(chunk_bytes, 2 * max_line_bytes + 2)
         self.files: Dict[Tuple[int, int], LogFile] = {}
@@ -87,7 +97,8 @@ class Tailer:
         found = []
         for folder, dirs, names in os.walk(self.logs_dir):
             dirs.sort()
-            found.extend(os.path.join(folder, n) for n in sorted(names) if fnmatch.fnmatchcase(n, self.pattern))
+            found.extend(os.path.join(folder, n) for n in sorted(names) if fnmatch.fnmatchcase(n, self.pattern)
+                         or (self.read_gzip and n.endswith(".gz") and fnmatch.fnmatchcase(n[:-3], self.pattern)))
         return found
 
     def scan(self) -> List[LogFile]:
@@ -102,8 +113,13 @@ class Tailer:
                 if key in seen:  # a hard link to a file already seen
                     continue
                 known = self.files.get(key)
-                current = self._identify(path, st.st_size, known)
-            except OSError:  # vanished between the listing and the stat
+                if known is None and path.endswith(".gz"):
+                    current = self._new_gz(path, st.st_dev, st.st_ino)
+                    if current is None:
+                        continue
+                else:
+                    current = self._identify(path, st.st_size, known)
+            except (OSError, EOFError):  # vanished between the listing and the stat; a broken .gz
                 continue
             current.size = st.st_size
             seen[key] = current
@@ -113,6 +129,13 @@ class Tailer:
             if key not in seen:
                 log.info("log file %s is gone; forgotten", known.path)
                 self.forgotten.append(key)
+                if self.read_gzip and not known.gz:
+                    self._recent[known.fp_hash] = known
+                    while len(self._recent) > 100:
+                        self._recent.pop(next(iter(self._recent)))
+                handle = self._gz.pop(key, None)
+                if handle is not None:
+                    handle[0].close()
         self.files = seen
         return changed
 
@@ -121,7 +144,7 @@ class Tailer:
         if known is not None:
             fp_len, fp_hash = _fingerprint(path, known.fp_len)
             if fp_len == known.fp_len and fp_hash == known.fp_hash:
-                if size < known.offset:
+                if size < known.offset and not known.gz:
                     log.info("log file %s was truncated; reading it from the start", path)
                     return self._new(path, st.st_dev, st.st_ino)
                 if known.path != path or (known.fp_len < FINGERPRINT_BYTES and size > known.fp_len):
@@ -133,6 +156,23 @@ class Tailer:
             log.info("log file %s is not the file it was (other first bytes); reading it from the start", path)
         return self._new(path, st.st_dev, st.st_ino)
 
+    def _new_gz(self, path: str, dev: int, ino: int) -> Optional[LogFile]:
+        """A new .gz file: read from the start, or from where the plain file it was compressed
+        from stopped (same first bytes once decompressed); None while that file still exists."""
+        with gzip.open(path, "rb") as handle:
+            head = handle.read(FINGERPRINT_BYTES)
+        offset = 0
+        for plain in list(self.files.values()) + list(self._recent.values()):
+            if not plain.gz and plain.fp_len <= len(head) and hashlib.sha1(head[:plain.fp_len]).hexdigest() == plain.fp_hash:
+                if plain.fp_hash not in self._recent:
+                    return None  # still there: read it to its end first
+                offset = self._recent.pop(plain.fp_hash).offset
+                log.info("%s continues %s from byte %d", path, plain.path, offset)
+                break
+        found = self._new(path, dev, ino)
+        found.offset = offset
+        return found
+
     @staticmethod
     def _new(path: str, dev: int, ino: int) -> LogFile:
         fp_len, fp_hash = _fingerprint(path, FINGERPRINT_BYTES)
@@ -141,6 +181,8 @@ class Tailer:
     # ------------------------------------------------------------------ reading
     def read(self, file: LogFile, max_bytes: Optional[int] = None) -> Optional[Chunk]:
         """The complete lines after ``file.offset`` (at most about ``max_bytes``), or None."""
+        if file.gz:
+            return self._read_gz(file)
         if file.size <= file.offset:
             return None
         limit = max_bytes or self.chunk_bytes
@@ -158,7 +200,44 @@ class Tailer:
         if lines and max(map(len, lines)) > self.max_line_bytes:
             kept = [line for line in lines if len(line) <= self.max_line_bytes]
             too_long, lines = len(lines) - len(kept), kept
-        return Chunk(file, lines, file.offset + end + 1, too_long)
+        end += file.offset + 1
+        return Chunk(file, lines, end, too_long, end < file.size)
+
+    def _read_gz(self, file: LogFile) -> Optional[Chunk]:
+        """The next chunk of a compressed (complete) file; its last line needs no newline."""
+        if file.done:
+            return None
+        key = (file.dev, file.ino)
+        handle, position = self._gz.pop(key, (None, -1))
+        try:
+            if handle is None or position != file.offset:
+                if handle is not None:
+                    handle.close()
+                handle = gzip.open(file.path, "rb")
+                handle.seek(file.offset)
+            data = handle.read(self.chunk_bytes)
+            if len(data) < self.chunk_bytes:
+                file.done = True
+                handle.close()
+                if data and not data.endswith(b"\n"):
+                    data += b"\n"
+            else:
+                self._gz[key] = (handle, file.offset)
+        except (OSError, EOFError) as exc:
+            log.warning("cannot read %s: %s", file.path, exc)
+            file.done = True
+            return None
+        end = data.rfind(b"\n")
+        if end < 0:
+            if not file.done:  # one line longer than a chunk: skipped
+                self._gz.pop(key, None)
+                file.done = True
+            return None
+        lines = [line for line in data[:end].split(b"\n") if len(line) <= self.max_line_bytes]
+        chunk = Chunk(file, lines, file.offset + end + 1, data.count(b"\n") - len(lines), not file.done)
+        if key in self._gz:
+            self._gz[key] = (handle, file.offset + len(data))
+        return chunk
 
     def _skip_long(self, handle, file: LogFile, read: int) -> Optional[Chunk]:
         """No newline in the first chunk: past the limit, look for the line's end and skip it."""
@@ -171,5 +250,6 @@ class Tailer:
                 return None  # its end is not written yet
             found = data.find(b"\n")
             if found >= 0:
-                return Chunk(file, [], position + found + 1, 1)
+                end = position + found + 1
+                return Chunk(file, [], end, 1, end < file.size)
             position += len(data)

@@ -2,6 +2,7 @@
 is counted exactly once, whatever happens to the files, the process or the transaction."""
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 
@@ -23,7 +24,8 @@ T0 = ts(2024, 5, 6, 10, 0)
 class Box:
     """A data dir, a log folder and a processor on them, stepped by hand (no thread)."""
 
-    def __init__(self, root, max_line_bytes=4096, generators=None, legacy_state_dir=""):
+    def __init__(self, root, max_line_bytes=4096, generators=None, legacy_state_dir="", read_gzip=False):
+        self.read_gzip = read_gzip
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(exist_ok=True)
@@ -35,7 +37,8 @@ class Box:
         self.processor = self.new_processor()
 
     def new_processor(self):
-        tailer = Tailer(str(self.logs), "caddy_access_logs*.json", self.max_line_bytes, chunk_bytes=8192)
+        tailer = Tailer(str(self.logs), "caddy_access_logs*.json", self.max_line_bytes, chunk_bytes=8192,
+                        read_gzip=self.read_gzip)
         return Processor(self.db, tailer, self.generators, str(self.root / "kpi.lock"), inactivity=1e9,
                          legacy_state_dir=self.legacy_state_dir)
 
@@ -247,3 +250,31 @@ def test_the_originals_offsets_are_imported_once(tmp_path):
     box.step()
     assert box.visits() == {"Wikipédia": 2}
     box.processor.close(1)
+
+
+def test_gzip_rotated_files_when_configured_continue_the_file_they_were_compressed_from(tmp_path):
+    box = Box(tmp_path, read_gzip=True)
+    (box.logs / "caddy_access_logs-old.json.gz").write_bytes(gzip.compress(lines(30, 1000)))  # older roll
+    log = box.logs / "caddy_access_logs.json"
+    log.write_bytes(lines(40))
+    box.step()
+    assert box.visits() == {"Wikipédia": 70}
+    with open(log, "ab") as handle:  # written, not yet read, when Caddy rolls and compresses
+        handle.write(lines(25, 40))
+    rolled = box.logs / "caddy_access_logs-2024-05-06T11-00-00.000.json"
+    os.rename(log, rolled)
+    (box.logs / (rolled.name + ".gz")).write_bytes(gzip.compress(rolled.read_bytes()))
+    rolled.unlink()
+    box.step()
+    box.step()
+    assert box.visits() == {"Wikipédia": 95}  # the 25 once, from the .gz
+    box.restart()  # a .gz read to its end is not read again
+    box.step()
+    assert box.visits() == {"Wikipédia": 95}
+    box.processor.close(1)
+
+
+def test_gzip_files_are_ignored_by_default(box):
+    (box.logs / "caddy_access_logs-old.json.gz").write_bytes(gzip.compress(lines(30)))
+    box.step()
+    assert box.visits() == {}
