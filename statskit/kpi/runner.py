@@ -92,7 +92,12 @@ class Processor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self.ready and (self._thread is None or not self._thread.is_alive()):
+        if self._thread is not None and self._thread.is_alive():
+            # Still inside a batch: keep the lock (the process exit drops it), so that no other
+            # process can tail beside this one; what the batch did is committed or rolled back.
+            log.warning("KPI processing still busy at shutdown; its last batch may be rolled back")
+            return
+        if self.ready:
             try:
                 with self.db.transaction() as conn:
                     self.engine.snapshot(conn)
