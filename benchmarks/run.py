@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["harness.py", "bench_client.py", "bench_oneshot.py", "bench_grafana.py", "bench_influxdb.py"]
+SCRIPTS = ["harness.py", "bench_client.py", "bench_oneshot.py", "bench_grafana.py", "bench_influxdb.py", "bench_kpi.py"]
 
 
 def main() -> int:

@@ -36,6 +36,8 @@ OPTIONS = [
            "the offspot packages.yml: hosts and URLs of the content packages"),
     Option("kpi", "processing_disabled", False, _B, "PROCESSING_DISABLED", None, "serve the KPIs without tailing"),
     Option("kpi", "allowed_origins", [], parse_origins, "ALLOWED_ORIGINS", None, "CORS origins of /api, split on |"),
+    Option("kpi", "ui_location", "", str, "UI_LOCATION", None,
+           "folder of the built KPI dashboard, served at /dashboard/ (paths without a file: index.html)"),
     Option("kpi", "database", "", str, None, None, "the KPI SQLite file (default: <data_dir>/kpi.db)"),
     Option("kpi", "legacy_state_dir", "", str, "LOGWATCHER_DATA_FOLDER", None,
            "folder of the original's log_watcher_state.json, whose offsets are imported once"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from typing import Any, List, Optional
 
 import falcon
@@ -205,5 +206,9 @@ def mount(app: falcon.App, kpi: KpiService, web: Web) -> None:
     app.add_route("/api/v1/kpis/{kpi_id}/values", KpiValues(kpi))
     app.add_route("/api/v1/export", Export(kpi))
     app.add_route("/api/v1/records", Records(kpi))
+    if web.settings.kpi.ui_location:
+        # The original served the UI at /; here / is the health check, so under /dashboard.
+        app.add_static_route("/dashboard", os.path.abspath(web.settings.kpi.ui_location),
+                             fallback_filename="index.html")
     if web.settings.kpi.allowed_origins:
         app.add_middleware(Cors(web.settings.kpi.allowed_origins))

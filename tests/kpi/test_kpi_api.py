@@ -213,3 +213,15 @@ def test_logs_are_tailed_in_the_background_and_counted_in_metrics(tmp_path, app_
     assert 'statskit_kpi_log_lines_total{result="accepted"} 90.0' in metrics
     assert 'statskit_kpi_log_lines_total{result="not_json"} 1.0' in metrics
     assert "statskit_kpi_log_files 1.0" in metrics
+
+
+def test_the_dashboard_folder_is_served_with_index_html_for_app_paths(tmp_path, app_client):
+    ui = tmp_path / "ui"
+    (ui / "assets").mkdir(parents=True)
+    (ui / "index.html").write_text("<html>dashboard</html>")
+    (ui / "assets" / "app.js").write_text("console.log(1)")
+    client = app_client(settings_for(tmp_path, env={"UI_LOCATION": str(ui)}, **{"kpi.processing_disabled": True}))
+    assert client.simulate_get("/dashboard/assets/app.js").text == "console.log(1)"
+    assert client.simulate_get("/dashboard/popularity").text == "<html>dashboard</html>"
+    assert client.simulate_get("/dashboard/../secret").status_code == 404
+    assert client.simulate_get("/").json["status"] == "ok"  # the health check keeps /
