@@ -7,7 +7,7 @@ import os
 from ..config import ConfigError, Option, Settings, parse_bool, parse_list, parse_positive_duration, parse_size
 from ..feature import Built, Context
 from ..state.sqlite import SQLiteDB
-from .inputs import Generators
+from .inputs import Generators, log_format
 from .events import EventInbox
 from .packages import PackagesConf, PackagesError, load_packages
 from .runner import Processor
@@ -32,6 +32,8 @@ OPTIONS = [
            "folder of Caddy JSON access logs, followed recursively"),
     Option("kpi", "pattern", "caddy_access_logs*.json", str, "REVERSE_PROXY_LOGS_PATTERN", None,
            "file names followed in logs_dir"),
+    Option("kpi", "log_format", "caddy", str, None, None,
+           "how log lines are read: caddy, or a statskit.kpi.log_formats entry point"),
     Option("kpi", "packages_file", "/conf/packages.yml", str, "PACKAGE_CONF_FILE", None,
            "the offspot packages.yml: hosts and URLs of the content packages"),
     Option("kpi", "processing_disabled", False, _B, "PROCESSING_DISABLED", None, "serve the KPIs without tailing"),
@@ -76,11 +78,15 @@ class KpiFeature:
                     packages = load_packages(conf.packages_file)
                 except PackagesError as exc:
                     raise ConfigError(f"[kpi] packages_file (PACKAGE_CONF_FILE): {exc}") from None
+            try:
+                parse = log_format(conf.log_format)
+            except LookupError as exc:
+                raise ConfigError(f"[kpi] log_format: {exc}") from None
             tailer = Tailer(conf.logs_dir, conf.pattern, conf.max_line_bytes, read_gzip=conf.read_gzip)
             processor = Processor(db, tailer, Generators(packages.packages), os.path.join(data_dir, LOCK_NAME),
                                   poll_interval=conf.poll_interval, inactivity=conf.inactivity,
                                   lock_retry=conf.lock_retry, legacy_state_dir=conf.legacy_state_dir,
-                                  events=conf.events)
+                                  events=conf.events, parse=parse)
             if conf.events:
                 # In the request, after the event store: a 2xx means the event is in kpi.db too.
                 ctx.pipeline.sinks.append(EventInbox(db, conf.event_names))

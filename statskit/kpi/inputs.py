@@ -97,6 +97,30 @@ def parse_fields(raw: bytes) -> Fields:
     return float(ts), host, uri, method, status, headers
 
 
+LOG_FORMATS: Dict[str, Any] = {"caddy": parse_fields}
+LOG_FORMATS_ENTRY_POINT = "statskit.kpi.log_formats"
+
+
+def log_format(name: str) -> Any:
+    """The line parser called ``name``: built-in ``caddy``, or a ``statskit.kpi.log_formats``
+    entry point: a callable from one line (bytes, no newline) to :data:`Fields`, raising
+    :class:`Skipped` for a line that is no request.
+
+        >>> log_format("caddy") is parse_fields
+        True
+    """
+    found = LOG_FORMATS.get(name)
+    if found is not None:
+        return found
+    from ..feature import entry_points_of
+
+    for ep in entry_points_of(LOG_FORMATS_ENTRY_POINT):
+        if ep.name == name:
+            return ep.load()
+    raise LookupError(f"unknown log format {name!r}: built-in is caddy; others register under the "
+                      f"{LOG_FORMATS_ENTRY_POINT!r} entry point")
+
+
 def _count(value: Any) -> int:
     try:
         return max(0, int(value))

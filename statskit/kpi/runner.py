@@ -26,7 +26,7 @@ from ..state.sqlite import SQLiteDB
 from . import kpis, store
 from .engine import Engine
 from .events import BATCH as EVENT_BATCH, INBOX_SCHEMA, consume
-from .inputs import Generators, Skipped, parse_fields
+from .inputs import Fields, Generators, Skipped, parse_fields
 from .tailer import LogFile, Tailer, _fingerprint
 
 log = logging.getLogger("statskit.kpi")
@@ -62,7 +62,8 @@ class FileLock:
 class Processor:
     def __init__(self, db: SQLiteDB, tailer: Tailer, generators: Generators, lock_path: str, *,
                  poll_interval: float = 1.0, inactivity: float = 10.0, lock_retry: float = 2.0,
-                 legacy_state_dir: str = "", events: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 legacy_state_dir: str = "", events: bool = False, clock: Callable[[], float] = time.time,
+                 parse: Callable[[bytes], Fields] = parse_fields) -> None:
         self.db = db
         self.tailer = tailer
         self.generators = generators
@@ -72,6 +73,7 @@ class Processor:
         self.lock_retry = lock_retry
         self.legacy_state_dir = legacy_state_dir
         self.clock = clock
+        self.parse = parse  # the log format (raises Skipped for a line to skip)
         self.events = events  # also consume statskit's event inbox (statskit.kpi.events)
         self.kpi_ids = kpis.KPI_IDS + (kpis.EVENT_KPI_IDS if events else ())
         self.engine = Engine(self.kpi_ids)
@@ -174,7 +176,7 @@ class Processor:
         skipped["too_long"] = chunk.too_long
         accepted = 0
         too_wide = self.engine.indicators.too_wide
-        feed, inputs = self.engine.feed_minute, self.generators.inputs_of  # (locals: the per-line loop)
+        feed, inputs, parse = self.engine.feed_minute, self.generators.inputs_of, self.parse  # (the per-line loop)
         with self.db.transaction() as conn:
             # Consecutive lines of one minute are fed together, counted per inputs list (the
             # generators return the same list object for the same request).
@@ -182,7 +184,7 @@ class Processor:
             group_ts, group_minute = 0.0, None
             for raw in chunk.lines:
                 try:
-                    line = parse_fields(raw)
+                    line = parse(raw)
                 except Skipped as exc:
                     skipped[exc.reason] += 1
                     continue

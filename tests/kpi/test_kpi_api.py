@@ -182,6 +182,11 @@ def test_the_feature_is_off_by_default_and_reads_the_originals_env_names(tmp_pat
         True, "/l", "x*.json", "/p.yml", True)
 
 
+def test_an_unknown_log_format_stops_the_start_with_a_clear_error(tmp_path, app_client):
+    with pytest.raises(ConfigError, match="log_format.*nginx"):
+        app_client(settings_for(tmp_path, **{"kpi.log_format": "nginx"}))
+
+
 def test_an_unusable_packages_file_stops_the_start_with_a_clear_error(tmp_path, app_client):
     (tmp_path / "empty.yml").write_text("")
     with pytest.raises(ConfigError, match="packages"):

@@ -278,3 +278,22 @@ def test_gzip_files_are_ignored_by_default(box):
     (box.logs / "caddy_access_logs-old.json.gz").write_bytes(gzip.compress(lines(30)))
     box.step()
     assert box.visits() == {}
+
+
+def space_separated(raw):
+    """A third-party log format: ``<ts> <host> <uri>`` lines."""
+    from statskit.kpi.inputs import Skipped
+
+    parts = raw.decode().split(" ")
+    if len(parts) != 3:
+        raise Skipped("not_handled_request")
+    return float(parts[0]), parts[1], parts[2], "GET", 200, {}
+
+
+def test_another_log_format_feeds_the_same_engine(box):
+    box.processor.parse = space_separated
+    (box.logs / "caddy_access_logs.json").write_bytes(
+        f"{T0} files.box.test /\n{T0 + 5} files.box.test /x.pdf\nnonsense\n".encode())
+    box.step()
+    assert box.visits() == {"Files": 1}
+    assert box.counted("lines_skipped", "not_handled_request") == 1
