@@ -12,6 +12,7 @@ offset are committed together, so a crash or power cut never loses or double-cou
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 import sqlite3
@@ -174,9 +175,20 @@ class Processor:
     def _apply(self, chunk, changed: List[LogFile]) -> None:
         skipped: Counter = Counter()
         skipped["too_long"] = chunk.too_long
+        feed, inputs, parse = self.engine.feed_minute, self.generators.inputs_of, self.parse  # (the per-line loop)
+        # No cyclic GC inside a batch: parsed lines are acyclic dicts, and the collections their
+        # allocations trigger cost about a fifth of the loop.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._apply_lines(chunk, changed, feed, inputs, parse, skipped)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _apply_lines(self, chunk, changed, feed, inputs, parse, skipped) -> None:
         accepted = 0
         too_wide = self.engine.indicators.too_wide
-        feed, inputs, parse = self.engine.feed_minute, self.generators.inputs_of, self.parse  # (the per-line loop)
         with self.db.transaction() as conn:
             # Consecutive lines of one minute are fed together, counted per inputs list (the
             # generators return the same list object for the same request).
