@@ -56,8 +56,10 @@ def openapi() -> Dict[str, Any]:
             "/api/v1/records": {"get": {
                 "summary": "Hourly indicator records from a period on (the intermediate format)",
                 "parameters": [_param("since", "query", "hour start epoch (inclusive)", False, {"type": "integer"}),
+                               _param("after", "query", "the previous page's next (a record id)", False,
+                                      {"type": "integer"}),
                                _param("limit", "query", "at most this many (max 10000)", False, {"type": "integer"})],
-                "responses": {"200": {"description": '{"records": [{"period", "indicatorId", "dimensions", '
+                "responses": {"200": {"description": '{"records": [{"id", "period", "indicatorId", "dimensions", '
                                                      '"value"}], "next"}'}, "422": _ERRORS["422"]}}},
         },
     }

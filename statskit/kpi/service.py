@@ -71,14 +71,15 @@ class KpiService:
                 rows.append((kpi_id, name, kind, value, package, measure, number))
         return rows
 
-    def records(self, since: int, limit: int) -> List[Dict[str, Any]]:
-        """Hourly indicator records from period ``since`` on (the intermediate format)."""
+    def records(self, since: int, after: int, limit: int) -> List[Dict[str, Any]]:
+        """Hourly indicator records of periods from ``since`` on, with an id above ``after``
+        (the cursor of the previous page), by id: the intermediate format."""
         rows = self.db.connection().execute(
-            "SELECT r.period_id, r.indicator_id, d.value0, d.value1, d.value2, r.value FROM indicator_record r "
-            "JOIN indicator_dimension d ON d.id = r.dimension_id WHERE r.period_id >= ? "
-            "ORDER BY r.period_id, r.indicator_id, r.dimension_id LIMIT ?", (since, limit))
-        return [{"period": period, "indicatorId": ind, "dimensions": [v for v in (v0, v1, v2) if v is not None],
-                 "value": value} for period, ind, v0, v1, v2, value in rows]
+            "SELECT r.id, r.period_id, r.indicator_id, d.value0, d.value1, d.value2, r.value FROM indicator_record r "
+            "JOIN indicator_dimension d ON d.id = r.dimension_id WHERE r.period_id >= ? AND r.id > ? "
+            "ORDER BY r.id LIMIT ?", (since, after, limit))
+        return [{"id": rid, "period": period, "indicatorId": ind, "dimensions": [v for v in (v0, v1, v2) if v is not None],
+                 "value": value} for rid, period, ind, v0, v1, v2, value in rows]
 
     # ------------------------------------------------------------------ /metrics
     def collect(self, scrape: Scrape) -> Iterable[Metric]:

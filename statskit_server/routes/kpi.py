@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from typing import Any, List, Optional
 
 import falcon
@@ -35,6 +36,8 @@ from statskit.kpi.periods import BadPeriod, check_kind, first_day
 from . import Web
 
 MAX_RECORDS = 10000
+_ID = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only (str.isdigit() takes '²'), and no SQLite overflow
+_EPOCH = re.compile(r"^-?[0-9]{1,12}$")
 
 
 def _unprocessable(resp: falcon.Response, field: str, message: str, where: str = "query") -> None:
@@ -90,7 +93,7 @@ class KpiValues:
         self.kpi = kpi
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, kpi_id: str) -> None:
-        if not kpi_id.isdigit():
+        if not _ID.match(kpi_id):
             return _unprocessable(resp, "kpi_id", "value is not a valid integer", "path")
         found = _kind_and_value(req, resp)
         if found is None:
@@ -128,7 +131,7 @@ class Export:
         except BadPeriod as exc:
             return _unprocessable(resp, "agg_kind/from/to", str(exc))
         ids = req.get_param_as_list("kpi_id") or []
-        if not all(i.isdigit() and int(i) in KPI_NAMES for i in ids):
+        if not all(_ID.match(i) and int(i) in KPI_NAMES for i in ids):
             return _unprocessable(resp, "kpi_id", f"must be among {sorted(KPI_NAMES)}")
         rows = self.kpi.export(kind, req.get_param("from") or "", req.get_param("to") or "", [int(i) for i in ids])
         fmt = req.get_param("format") or "csv"
@@ -144,21 +147,21 @@ class Export:
 
 
 class Records:
-    """The hourly indicator records (the seed's intermediate format), read-only."""
+    """The hourly indicator records (the seed's intermediate format), read-only, paged by id."""
 
     def __init__(self, kpi: KpiService) -> None:
         self.kpi = kpi
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            since = int(req.get_param("since") or 0)
-            limit = int(req.get_param("limit") or MAX_RECORDS)
-        except ValueError:
-            return _unprocessable(resp, "since/limit", "value is not a valid integer")
-        if limit < 1 or limit > MAX_RECORDS:
+        since, after = req.get_param("since") or "0", req.get_param("after") or "0"
+        limit = req.get_param("limit") or str(MAX_RECORDS)
+        if not _EPOCH.match(since) or not _EPOCH.match(after) or not _ID.match(limit):
+            return _unprocessable(resp, "since/after/limit", "value is not a valid integer")
+        if not 1 <= int(limit) <= MAX_RECORDS:
             return _unprocessable(resp, "limit", f"must be between 1 and {MAX_RECORDS}")
-        records = self.kpi.records(since, limit)
-        resp.media = {"records": records, "next": records[-1]["period"] + 1 if len(records) == limit else None}
+        records = self.kpi.records(int(since), int(after), int(limit))
+        # the next page: ?since=<same>&after=<next>
+        resp.media = {"records": records, "next": records[-1]["id"] if len(records) == int(limit) else None}
         return None
 
 

@@ -116,6 +116,12 @@ def test_a_kpi_value_and_the_originals_404(year_client):
     ("/api/v1/export", {"agg_kind": "M", "format": "xml"}),
     ("/api/v1/records", {"since": "yesterday"}),
     ("/api/v1/records", {"limit": "0"}),
+    ("/api/v1/records", {"since": "9" * 30}),  # past SQLite's integers
+    ("/api/v1/records", {"since": "²"}),
+    ("/api/v1/kpis/99999999999999999999999/values", {"agg_kind": "Y", "agg_value": "2024"}),
+    ("/api/v1/kpis/²/values", {"agg_kind": "Y", "agg_value": "2024"}),
+    ("/api/v1/export", {"agg_kind": "M", "kpi_id": "²"}),
+    ("/api/v1/export", {"agg_kind": "W", "to": "2024 W99"}),
 ])
 def test_bad_or_missing_parameters_are_422_json_and_change_nothing(year_client, path, params):
     before = year_client.simulate_get("/api/v1/aggregations").json
@@ -123,6 +129,12 @@ def test_bad_or_missing_parameters_are_422_json_and_change_nothing(year_client, 
     assert got.status_code == 422
     assert got.json["detail"][0]["loc"] and got.json["error"] == "unprocessable_entity"
     assert year_client.simulate_get("/api/v1/aggregations").json == before
+
+
+@pytest.mark.parametrize("value", ["2024-01-01\x00", "' OR 1=1 --", "é" * 5000, "2024-02-30"])
+def test_odd_aggregation_values_are_not_found_not_errors(year_client, value):
+    got = year_client.simulate_get("/api/v1/kpis/2001/values", params={"agg_kind": "D", "agg_value": value})
+    assert (got.status_code, got.json) == (404, {"detail": "KPI not found"})
 
 
 def test_csv_export_over_a_range_of_periods(year_client):
@@ -141,13 +153,19 @@ def test_csv_export_over_a_range_of_periods(year_client):
     assert "PackagePopularity,M,2024-01,Wiki,visits," in one.text
 
 
-def test_records_are_the_hourly_intermediate_format(year_client):
-    page = year_client.simulate_get("/api/v1/records", params={"limit": 5}).json
-    assert len(page["records"]) == 5 and page["next"] is not None
-    first = page["records"][0]
-    assert set(first) == {"period", "indicatorId", "dimensions", "value"}
-    later = year_client.simulate_get("/api/v1/records", params={"since": page["next"], "limit": 5}).json
-    assert later["records"][0]["period"] >= page["next"] > first["period"]
+def test_records_are_the_hourly_intermediate_format_paged_without_gaps(year_client):
+    everything = year_client.simulate_get("/api/v1/records").json["records"]
+    assert set(everything[0]) == {"id", "period", "indicatorId", "dimensions", "value"}
+    paged, after = [], 0
+    for _ in range(len(everything)):  # bounded: at least one record a page
+        page = year_client.simulate_get("/api/v1/records", params={"after": after, "limit": 97}).json
+        paged += page["records"]
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert paged == everything
+    since = everything[-1]["period"]
+    assert {r["period"] for r in year_client.simulate_get("/api/v1/records", params={"since": since}).json["records"]} == {since}
 
 
 def test_docs_openapi_and_the_api_redirect(year_client):
