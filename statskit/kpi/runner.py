@@ -169,7 +169,7 @@ class Processor:
             with self.db.transaction() as conn:
                 self.engine.idle(conn, now, self.started_at)
                 self.engine.snapshot(conn)
-                store.set_meta(conn, "heartbeat", orjson.dumps({"pid": os.getpid(), "time": now}).decode())
+                self._heartbeat(conn)
         return busy
 
     def _apply(self, chunk, changed: List[LogFile]) -> None:
@@ -220,8 +220,12 @@ class Processor:
             store.add_counters(conn, "lines_skipped", dict(skipped))
             store.add_counters(conn, "lines", {"accepted": accepted})
             store.add_counters(conn, "inputs_dropped", {"too_wide_usage": self.engine.indicators.too_wide - too_wide})
+            self._heartbeat(conn)
         if accepted:
             self.last_line_at = self.clock()
+
+    def _heartbeat(self, conn: sqlite3.Connection) -> None:
+        store.set_meta(conn, "heartbeat", orjson.dumps({"pid": os.getpid(), "time": self.clock()}).decode())
 
     def _import_legacy(self, conn: sqlite3.Connection) -> None:
         """The original's ``log_watcher_state.json`` offsets, once, for files still there."""

@@ -111,6 +111,7 @@ class KpiService:
             values.add_metric([kind], count)
         beat = store.get_meta(conn, "heartbeat")
         heartbeat = GaugeMetricFamily("statskit_kpi_processing_heartbeat_timestamp_seconds",
-                                      "When the KPI log processing last looked for idle time (0: never).")
+                                      "When the KPI processing last committed a batch or an idle check (0: never); "
+                                      "stale by more than [kpi] inactivity: no process is tailing.")
         heartbeat.add_metric([], float(orjson.loads(beat)["time"]) if beat else 0.0)
         return [lines, dropped, events, files, values, heartbeat]

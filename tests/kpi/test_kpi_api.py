@@ -248,3 +248,22 @@ def test_the_dashboard_folder_is_served_with_index_html_for_app_paths(tmp_path, 
     assert client.simulate_get("/dashboard/popularity").text == "<html>dashboard</html>"
     assert client.simulate_get("/dashboard/../secret").status_code == 404
     assert client.simulate_get("/").json["status"] == "ok"  # the health check keeps /
+
+
+def test_two_apps_on_one_data_dir_tail_once(tmp_path, app_client):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    start = datetime(2024, 5, 6, 10, 0).timestamp()
+    settings = settings_for(tmp_path)
+    first, second = app_client(settings), app_client(settings)  # as two gunicorn workers
+    (logs / "caddy_access_logs.json").write_bytes(b"".join(caddy(start + 30 * i) for i in range(150)))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and 'result="accepted"} 150.0' not in second.simulate_get("/metrics").text:
+        time.sleep(0.05)
+    time.sleep(0.3)  # a second tailer would have counted them again by now
+    for client in (first, second):
+        metrics = client.simulate_get("/metrics").text
+        assert 'statskit_kpi_log_lines_total{result="accepted"} 150.0' in metrics
+        assert "statskit_kpi_processing_heartbeat_timestamp_seconds 0.0" not in metrics
+    got = first.simulate_get("/api/v1/kpis/2001/values", params={"agg_kind": "W", "agg_value": "2024 W19"})
+    assert got.json["value"]["totalVisits"] == 120  # 10:00-10:59 closed by the 11:00 line; 11:xx still open
