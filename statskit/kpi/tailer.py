@@ -94,37 +94,32 @@ class Tailer:
 
     # ------------------------------------------------------------------ discovery
     def paths(self) -> List[str]:
-        found = []
+        return self._walk()[0]
+
+    def _walk(self) -> Tuple[List[str], List[str]]:
+        """The files to follow, and the other files (where a followed file may have been
+        renamed to, e.g. logrotate's ``.1``)."""
+        found, others = [], []
         for folder, dirs, names in os.walk(self.logs_dir):
             dirs.sort()
-            found.extend(os.path.join(folder, n) for n in sorted(names) if fnmatch.fnmatchcase(n, self.pattern)
-                         or (self.read_gzip and n.endswith(".gz") and fnmatch.fnmatchcase(n[:-3], self.pattern)))
-        return found
+            for name in sorted(names):
+                matched = fnmatch.fnmatchcase(name, self.pattern) or (
+                    self.read_gzip and name.endswith(".gz") and fnmatch.fnmatchcase(name[:-3], self.pattern))
+                (found if matched else others).append(os.path.join(folder, name))
+        return found, others
 
     def scan(self) -> List[LogFile]:
         """Match the files on disk to the known ones; returns those whose identity, path or
         offset changed (to be committed) and updates :attr:`files`."""
         changed: List[LogFile] = []
         seen: Dict[Tuple[int, int], LogFile] = {}
-        for path in self.paths():
-            try:
-                st = os.stat(path)
-                key = (st.st_dev, st.st_ino)
-                if key in seen:  # a hard link to a file already seen
-                    continue
-                known = self.files.get(key)
-                if known is None and path.endswith(".gz"):
-                    current = self._new_gz(path, st.st_dev, st.st_ino)
-                    if current is None:
-                        continue
-                else:
-                    current = self._identify(path, st.st_size, known)
-            except (OSError, EOFError):  # vanished between the listing and the stat; a broken .gz
-                continue
-            current.size = st.st_size
-            seen[key] = current
-            if current is not known:
-                changed.append(current)
+        paths, others = self._walk()
+        for path in paths:
+            self._see(path, seen, changed, new=True)
+        if others and any(key not in seen and not known.done for key, known in self.files.items()):
+            # A followed file renamed out of the pattern is still read to its end (not new ones).
+            for path in others:
+                self._see(path, seen, changed, new=False)
         for key, known in self.files.items():
             if key not in seen:
                 log.info("log file %s is gone; forgotten", known.path)
@@ -138,6 +133,28 @@ class Tailer:
                     handle[0].close()
         self.files = seen
         return changed
+
+    def _see(self, path: str, seen: Dict[Tuple[int, int], LogFile], changed: List[LogFile], new: bool) -> None:
+        try:
+            st = os.stat(path)
+            key = (st.st_dev, st.st_ino)
+            known = self.files.get(key)
+            if key in seen or (known is None and not new):  # a hard link to a file already seen
+                return
+            if known is None and path.endswith(".gz"):
+                current = self._new_gz(path, st.st_dev, st.st_ino)
+                if current is None:
+                    return
+            else:
+                current = self._identify(path, st.st_size, known)
+        except (OSError, EOFError):  # vanished between the listing and the stat; a broken .gz
+            return
+        if not new and current.offset >= st.st_size:
+            return  # read to its end: forgotten now
+        current.size = st.st_size
+        seen[key] = current
+        if current is not known:
+            changed.append(current)
 
     def _identify(self, path: str, size: int, known: Optional[LogFile]) -> LogFile:
         st = os.stat(path)

@@ -106,6 +106,21 @@ def test_rename_and_create_rotation_reads_the_old_file_to_its_end(box):
                                                     "caddy_access_logs.json"]
 
 
+def test_a_file_renamed_out_of_the_pattern_is_still_read_to_its_end(box):
+    log = box.logs / "caddy_access_logs.json"
+    log.write_bytes(lines(4))
+    box.step()
+    with open(log, "ab") as handle:
+        handle.write(lines(3, 4))
+    os.rename(log, box.logs / "caddy_access_logs.json.1")  # logrotate's create mode
+    log.write_bytes(lines(2, 7))
+    box.step()
+    assert box.visits() == {"Wikipédia": 9}
+    box.step()  # read to its end: no longer followed
+    assert [os.path.basename(p) for p, in box.db.connection().execute("SELECT path FROM log_file")] == [
+        "caddy_access_logs.json"]
+
+
 def test_copytruncate_is_a_new_file_even_when_it_grew_past_the_old_offset(box):
     log = box.logs / "caddy_access_logs.json"
     log.write_bytes(lines(3))
