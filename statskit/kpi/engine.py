@@ -1,7 +1,8 @@
 """The processing rhythm: log lines drive minute ticks, ticks roll hours into records and KPIs.
 
-Every call takes an open write transaction (``conn``); the caller commits it together with the
-file offsets of the lines it applied, so the database always holds a consistent point.
+Every call takes an open write transaction (``conn``); the caller ends it with
+:meth:`Engine.snapshot` and commits it together with the file offsets of the lines it
+applied, so the database always holds a consistent point.
 
     >>> from statskit.state.sqlite import SQLiteDB
     >>> import tempfile, os
@@ -11,6 +12,7 @@ file offsets of the lines it applied, so the database always holds a consistent 
     ...     engine.start(conn)
     ...     engine.feed(conn, 3600 * 24 * 400 + 10.0, [Input(REQUEST, "Wikipedia")])
     ...     engine.tick(conn, (3600 * 24 * 400 + 3600) // 60)    # the next hour: records, then KPIs
+    ...     engine.snapshot(conn)
     True
     >>> sorted(kind for kind, in db.connection().execute("SELECT DISTINCT agg_kind FROM kpi"))
     ['D', 'M', 'W']
@@ -109,10 +111,13 @@ class Engine:
         if self.period is None or not self.indicators.has_data():
             self.period = hour
             return False
-        conn.execute("DELETE FROM indicator_state")
         if hour == self.period:
-            self.writer.write(conn, "indicator_state", self.period, self.indicators.rows())
+            # The original wrote the states here, every minute. They are written by snapshot(),
+            # which every caller runs before its transaction commits: the same states reach the
+            # disk at the same commit, without rewriting them once per minute of a log being
+            # caught up on.
             return False
+        conn.execute("DELETE FROM indicator_state")
         finished = self.period
         self.writer.write(conn, "indicator_record", finished, self.indicators.rows())
         self.indicators.clear()
