@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import orjson
 
@@ -190,10 +190,13 @@ class Processor:
         accepted = 0
         too_wide = self.engine.indicators.too_wide
         with self.db.transaction() as conn:
-            # Consecutive lines of one minute are fed together, counted per inputs list (the
-            # generators return the same list object for the same request).
-            groups: Dict[int, list] = {}
-            group_ts, group_minute = 0.0, None
+            # Consecutive lines of one minute are fed together, counted per request (host, uri,
+            # method, status: the generators give the same inputs for the same request, except
+            # for hosts whose inputs depend on headers: those lines are groups of their own).
+            uncached = self.generators.uncached
+            groups: Dict[Any, list] = {}
+            low = high = 0.0  # the current minute: low <= ts < high
+            started = False
             for raw in chunk.lines:
                 try:
                     line = parse(raw)
@@ -201,19 +204,21 @@ class Processor:
                     skipped[exc.reason] += 1
                     continue
                 accepted += 1
-                minute = int(line[0] // 60)
-                if minute != group_minute:
-                    if group_minute is not None:
-                        feed(conn, group_ts, groups.values())
-                    groups, group_ts, group_minute = {}, line[0], minute
-                found = inputs(line)
-                group = groups.get(id(found))
+                ts = line[0]
+                if not low <= ts < high or not started:
+                    if started:
+                        feed(conn, low, groups.values())
+                    low = (ts // 60) * 60
+                    high, groups, started = low + 60, {}, True
+                host = line[1]
+                key = (host, line[2], line[3], line[4]) if host not in uncached else accepted
+                group = groups.get(key)
                 if group is None:
-                    groups[id(found)] = [found, 1]
+                    groups[key] = [inputs(line), 1]
                 else:
                     group[1] += 1
-            if group_minute is not None:
-                feed(conn, group_ts, groups.values())
+            if started:
+                feed(conn, low, groups.values())
             self.engine.snapshot(conn)
             chunk.file.offset = chunk.end
             self.tailer.commit(conn, [chunk.file, *[f for f in changed if f is not chunk.file]])

@@ -218,7 +218,7 @@ class FailOnce(Generators):
 
 def test_a_failure_mid_batch_commits_nothing_and_the_retry_counts_each_line_once(tmp_path):
     packages = load_packages(str(write_packages(tmp_path))).packages
-    box = Box(tmp_path, generators=FailOnce(packages, fail_at=5))
+    box = Box(tmp_path, generators=FailOnce(packages, fail_at=2))  # the second minute's first request
     (box.logs / "caddy_access_logs.json").write_bytes(lines(10))
     box.processor.acquire()
     with pytest.raises(OSError):
