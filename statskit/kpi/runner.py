@@ -154,12 +154,11 @@ class Processor:
         if changed or self.tailer.forgotten:
             with self.db.transaction() as conn:
                 self.tailer.commit(conn, changed)
-        if self.events:
+        if self.events and self.db.connection().execute("SELECT 1 FROM event_inbox LIMIT 1").fetchone():
             with self.db.transaction() as conn:
                 consumed = consume(conn, self.engine)
-                if consumed:
-                    self.engine.snapshot(conn)
-                    store.add_counters(conn, "events", {"consumed": consumed})
+                self.engine.snapshot(conn)
+                store.add_counters(conn, "events", {"consumed": consumed})
             if consumed:
                 self.last_line_at = self.clock()
                 busy = busy or consumed == EVENT_BATCH
