@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["harness.py", "bench_client.py", "bench_oneshot.py", "bench_grafana.py", "bench_influxdb.py", "bench_redis.py"]
+SCRIPTS = ["harness.py", "bench_client.py", "bench_oneshot.py", "bench_grafana.py", "bench_influxdb.py", "bench_redis.py",
+           "bench_kpi.py"]
 
 
 def main() -> int:

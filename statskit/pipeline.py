@@ -27,12 +27,20 @@ class Pipeline:
     """Sinks plus the state store that counts what happens to events."""
 
     def __init__(self, sinks: Sequence[Sink], state: StateStore) -> None:
-        self.sinks = list(sinks)
+        self.sinks: List[Sink] = []
         self.state = state
-        self.readers = [s for s in self.sinks if isinstance(s, EventReader)]
-        # Sinks whose commit is what a 2xx promises (``durable = True``: the SQLite store).
-        self.durable = [s for s in self.sinks if getattr(s, "durable", False)]
-        self.others = [s for s in self.sinks if not getattr(s, "durable", False)]
+        self.readers: List[Any] = []
+        self.durable: List[Sink] = []  # whose commit is what a 2xx promises (``durable = True``)
+        self.others: List[Sink] = []
+        for sink in sinks:
+            self.add(sink)
+
+    def add(self, sink: Sink) -> None:
+        """One more sink (a feature's: the KPI event inbox)."""
+        self.sinks.append(sink)
+        if isinstance(sink, EventReader):
+            self.readers.append(sink)
+        (self.durable if getattr(sink, "durable", False) else self.others).append(sink)
 
     def ingest(self, events: Sequence[Event]) -> None:
         """Give ``events`` to every sink, durable ones first.

@@ -98,13 +98,20 @@ class StatskitServer:
         """A crash: SIGKILL the master and its workers (the process group is not ours, so by PID)."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        for child in _children(self.proc.pid):
+        # The master first: killed after its workers, it could boot a replacement that
+        # outlives it for a moment (holding the port and anything the worker locks).
+        children = _children(self.proc.pid)
+        self.proc.kill()
+        self.proc.wait(10)
+        for child in children:
             try:
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.proc.kill()
-        self.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while children and time.monotonic() < deadline:  # until the kernel has let go of them
+            children = [c for c in children if _alive(c)]
+            time.sleep(0.02)
 
     def restart(self) -> "StatskitServer":
         self.stop()
@@ -154,6 +161,18 @@ def raw_request(sock: socket.socket, method: str, target: str, body: bytes = b""
             chunks.append(chunk)
     head, _, answer = b"".join(chunks).partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), answer
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (not reaped yet) holds no socket or lock any more
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _children(pid: int) -> List[int]:
