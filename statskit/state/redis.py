@@ -21,9 +21,6 @@ from .buffered import BufferedCounters, CounterRow
 from .redis_blocks import RedisLogs, RedisRecords
 from .redis_client import connect, key_tag, retryable, transient_errors
 
-_SEP = "\x1f"  # between a counter's name and its labels' text in the hash field
-
-
 class RedisState(BufferedCounters):
     name = "redis"
 
@@ -31,7 +28,7 @@ class RedisState(BufferedCounters):
         super().__init__(flush_interval)
         self.client = client
         self.tag = key_tag(prefix)
-        self.counters_key = f"{self.tag}:counters"
+        self.names_key = f"{self.tag}:counter-names"
         self._transient: Tuple[Type[BaseException], ...] = transient_errors()
         self.records = RedisRecords(client, self.tag, self.guard)
         self.logs = RedisLogs(client, self.tag, self.guard)
@@ -47,19 +44,27 @@ class RedisState(BufferedCounters):
     def _write(self, rows: List[CounterRow]) -> None:
         with self.guard():
             pipe = self.client.pipeline(transaction=True)
+            for name in {name for name, _, _ in rows}:
+                pipe.sadd(self.names_key, name)
             for name, lk, value in rows:
-                pipe.hincrbyfloat(self.counters_key, name + _SEP + encode_labels(lk), value)
+                pipe.hincrbyfloat(self._counter_key(name), encode_labels(lk), value)
             pipe.execute()
+
+    def _counter_key(self, name: str) -> str:
+        # One hash per counter name (fields: label sets): a scrape reads only the families it asks.
+        return f"{self.tag}:c:{name}"
 
     def _read(self, prefix: str) -> List[CounterRow]:
         with self.guard():
-            fields = self.client.hgetall(self.counters_key)
-        rows = []
-        for field, value in fields.items():
-            name, _, labels = field.decode().partition(_SEP)
-            if name.startswith(prefix):
-                rows.append((name, decode_labels(labels), float(value)))
-        return sorted(rows, key=lambda r: (r[0], r[1]))
+            names = sorted(n for n in (m.decode() for m in self.client.smembers(self.names_key)) if n.startswith(prefix))
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(self._counter_key(name))
+            hashes = pipe.execute() if names else []
+        rows: List[CounterRow] = []
+        for name, fields in zip(names, hashes):
+            rows += sorted((name, decode_labels(labels.decode()), float(value)) for labels, value in fields.items())
+        return rows
 
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, self._transient) or super().is_transient(exc)
