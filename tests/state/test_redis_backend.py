@@ -95,3 +95,39 @@ def test_eight_processes_updating_one_session_and_counter_lose_no_update(redis_s
     assert open_session_cache(state, 0, 0.0).get("shared").heartbeats == 320
     assert state.counters("statskit_hammer") == [("statskit_hammer", (("w", "all"),), 320.0)]
     state.close()
+
+
+class Sentinel(Redis):
+    """``redis-server --sentinel`` watching ``master`` as service ``mymaster`` (quorum 1)."""
+
+    def __init__(self, tmpdir, master: Redis) -> None:
+        super().__init__(tmpdir)
+        self.master = master
+
+    def argv(self):
+        conf = self.dir / "sentinel.conf"
+        conf.write_text(f"port {self._port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                        f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+                        "sentinel down-after-milliseconds mymaster 1000\n")
+        return [self.executable, str(conf), "--sentinel"]
+
+    def is_ready(self) -> bool:
+        try:
+            return self.execute("SENTINEL", "get-master-addr-by-name", "mymaster") is not None
+        except Exception:
+            return False
+
+
+def test_a_redis_sentinel_url_finds_the_master(tmp_path, redis_server):
+    sentinel = start_real_server(lambda: Sentinel(tmp_path / "sentinel", redis_server))
+    try:
+        for url, sentinels in ((f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0", []),
+                               ("redis://127.0.0.1/0", [f"127.0.0.1:{sentinel.port}"])):
+            backend = open_backend("redis", str(tmp_path), 0.05, SimpleNamespace(
+                redis_url=url, redis_prefix="sentinel", sentinels=sentinels, sentinel_service="mymaster"))
+            backend.incr("statskit_via_sentinel")
+            backend.flush()
+            backend.close()
+        assert redis_server.execute("HGET", "{sentinel}:c:statskit_via_sentinel", "[]") == "2"
+    finally:
+        sentinel.close()
