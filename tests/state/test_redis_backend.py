@@ -3,6 +3,7 @@ addresses and keys, and staying correct while Redis is down (a real redis-server
 started again)."""
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -131,3 +132,35 @@ def test_a_redis_sentinel_url_finds_the_master(tmp_path, redis_server):
         assert redis_server.execute("HGET", "{sentinel}:c:statskit_via_sentinel", "[]") == "2"
     finally:
         sentinel.close()
+
+
+def test_after_a_sentinel_failover_the_backend_follows_the_new_master(tmp_path):
+    master = start_real_server(lambda: Redis(tmp_path / "master"))
+    replica = start_real_server(lambda: Redis(tmp_path / "replica", extra_args=["--replicaof", "127.0.0.1",
+                                                                               str(master.port)]))
+    sentinel = start_real_server(lambda: Sentinel(tmp_path / "sentinel", master))
+    try:
+        options = SimpleNamespace(redis_url=f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0",
+                                  redis_prefix="failover", sentinels=[], sentinel_service="mymaster")
+        backend = open_backend("redis", str(tmp_path), 3600, options)
+        backend.incr("statskit_failover", {}, 1)
+        backend.flush()
+        for _ in range(100):  # the replica has it before the master goes
+            if replica.execute("HGET", "{failover}:c:statskit_failover", "[]") == "1":
+                break
+            time.sleep(0.05)
+        master.kill()
+        backend.incr("statskit_failover", {}, 2)  # counted while there is no master
+        deadline = time.monotonic() + 30
+        while True:  # Sentinel promotes the replica (down-after 1 s); the flush then goes there
+            try:
+                backend.flush()
+                break
+            except RetryableError:
+                assert time.monotonic() < deadline, "no failover within 30 s"
+                time.sleep(0.2)
+        assert backend.counters("statskit_failover") == [("statskit_failover", (), 3.0)]
+        backend.close()
+    finally:
+        for server in (sentinel, replica, master):
+            server.close()
