@@ -43,6 +43,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
+from .exposition import Family, encode
 from .state import StateStore
 
 # Request latency buckets (seconds): a gunicorn sync worker answers in 0.1-10 ms when healthy.
@@ -81,7 +82,7 @@ class Scrape:
 
 
 class MetricSource(Protocol):
-    def collect(self, scrape: Scrape) -> Iterable[Metric]: ...
+    def collect(self, scrape: Scrape) -> Iterable[Family]: ...
 
 
 _DESCRIPTIONS: Dict[str, Tuple[str, str]] = {}
@@ -181,18 +182,8 @@ def _histogram(name: str, help: str, counters: Dict[str, List[Tuple[tuple, float
     return family
 
 
-class _Collected:
-    """What prometheus_client's encoders expect from a registry: a ``collect()`` method."""
-
-    def __init__(self, sources: Sequence[MetricSource], scrape: Scrape) -> None:
-        self.sources, self.scrape = sources, scrape
-
-    def collect(self) -> Iterator[Metric]:
-        for source in self.sources:
-            yield from source.collect(self.scrape)
-
-
 def render(sources: Sequence[MetricSource], scrape: Scrape, accept: Optional[str] = None) -> Tuple[bytes, str]:
     """Exposition text (Prometheus 0.0.4 or OpenMetrics, by ``Accept``) and its content type."""
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(_Collected(sources, scrape)), content_type
+    _, content_type = choose_encoder(accept or "")
+    families = (family for source in sources for family in source.collect(scrape))
+    return encode(families, openmetrics=content_type.startswith("application/openmetrics-text")), content_type

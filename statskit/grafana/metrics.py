@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from prometheus_client.core import Metric
 
 from .. import __version__
+from ..exposition import Family, TextFamily, format_value, sample_prefix
 from ..metrics import Scrape
 from ..state import StateStore
 from .sessions import DURATION, PREFIX, SESSIONS, label_names
@@ -44,6 +45,7 @@ from .sessions import DURATION, PREFIX, SESSIONS, label_names
 log = logging.getLogger("statskit.sessions")
 
 SCRAPES = PREFIX + "exporter_scrapes"
+MAX_CACHED_LABELS = 200_000  # label strings kept between scrapes (~150 B each)
 FLUSH_TIMEOUT = 2.0  # seconds a scrape waits for its worker's queued payloads
 QUERY_FAILURES = PREFIX + "exporter_query_failures"
 
@@ -68,8 +70,9 @@ class GrafanaMetrics:
         self.names = tuple(label_names(user_metrics))
         # The tracker's flush: a scrape first applies the payloads its own worker still holds.
         self.before_collect = before_collect
+        self._labels: Dict[Tuple[str, ...], str] = {}  # label values -> '{name="value",...}' 
 
-    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+    def collect(self, scrape: Scrape) -> Iterator[Family]:
         up = 1.0
         rows: List[Tuple[str, tuple, float]] = []
         if self.before_collect is not None:
@@ -104,13 +107,26 @@ class GrafanaMetrics:
         yield _single(SCRAPES, "Number of scrapes.", totals[SCRAPES])
         for name in (DURATION, SESSIONS):  # sorted by name, as client_golang does
             if series[name]:
-                family = Metric(name, _HELP[name], "counter")
-                for values in sorted(series[name]):
-                    family.add_sample(name + "_total", dict(zip(names, values)), series[name][values])
-                yield family
+                yield self._family(name, series[name])
         gauge = Metric(PREFIX + "up", "Was the last scrape successful.", "gauge")
         gauge.add_sample(PREFIX + "up", {}, up)
         yield gauge
+
+
+    def _family(self, name: str, series: Dict[Tuple[str, ...], float]) -> TextFamily:
+        """One line per series, from label strings cached across scrapes (the same dashboards and
+        users come back): ~1 us a sample instead of prometheus_client's ~7 (see exposition)."""
+        labels = self._labels
+        if len(labels) > MAX_CACHED_LABELS:
+            labels.clear()  # bounded: only costs one scrape's rebuild
+        sample = name + "_total"
+        lines = []
+        for values in sorted(series):
+            text = labels.get(values)
+            if text is None:
+                text = labels[values] = sample_prefix("", self.names, values)
+            lines.append(f"{sample}{text} {format_value(series[values])}\n")
+        return TextFamily(name, _HELP[name], "counter", lines)
 
 
 def _single(name: str, help: str, value: float) -> Metric:

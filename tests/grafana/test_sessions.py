@@ -519,3 +519,22 @@ def test_an_overlong_uuid_is_kept_as_a_digest(backend):
     feed(tracker, [("start", 0)], uuid="x" * 99_999 + "y")  # another session
     assert tracker.cache.get("x" * 100_000) is None and len(tracker.cache) == 2
     assert counter(state, SESSIONS) == 2.0 and counter(state, DURATION) == 60.0
+
+
+@pytest.mark.parametrize("accept", [None, "application/openmetrics-text; version=1.0.0"])
+def test_session_families_parse_back_with_awkward_label_values(accept):
+    """Dashboard and user names with quotes, backslashes, newlines and non-ASCII come back
+    exactly from the exposition text (rendered by statskit's fast path)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    state = MemoryState()
+    tracker = SessionTracker(state, MemorySessionCache())
+    names = ['say "hi"', "back\\slash", "two\nlines", "ünïcödé ✓"]
+    for i, name in enumerate(names):
+        feed(tracker, [("start", 0), ("heartbeat", 60)], uuid=f"s{i}", **{"dashboard.name": name})
+    body, _ = render([GrafanaMetrics(state)], Scrape("t"), accept)
+    parse = parse_om if accept else parse_text
+    got = {s.labels["dashboard_name"]: s.value for f in parse(body.decode()) for s in f.samples
+           if s.name == "grafana_analytics_sessions_duration_seconds_total"}
+    assert got == {name: 60.0 for name in names}
