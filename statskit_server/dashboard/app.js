@@ -23,14 +23,38 @@
   Chart.defaults.animation = false;  // a phone on a hotspot: draw once, at once
   Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
 
-  function colourOf(name) {
-    let hash = 2166136261;  // FNV-1a: the same name gives the same colour on every page and period
+  const colours = {};  // package -> colour, assigned once over every package of every kind
+
+  function hashOf(name) {
+    let hash = 2166136261;  // FNV-1a
     for (let i = 0; i < name.length; i++) {
       hash ^= name.charCodeAt(i);
       hash = Math.imul(hash, 16777619) >>> 0;
     }
-    return PALETTE[hash % PALETTE.length];
+    return hash;
   }
+
+  // Each package takes the palette slot its name hashes to, or the next free one (names in
+  // order), so a package keeps its colour on every page, period and kind, and two packages
+  // shown together never share one while the palette lasts.
+  function assignColours(aggregations) {
+    const names = new Set();
+    aggregations.forEach(function (agg) {
+      agg.kpis.forEach(function (kpi) {
+        kpi.values.forEach(function (v) { (v.kpiValue.items || []).forEach(function (item) { if (item.package) names.add(item.package); }); });
+      });
+    });
+    const used = new Set(Object.values(colours));
+    Array.from(names).sort().forEach(function (name) {
+      if (colours[name]) return;
+      let slot = hashOf(name) % PALETTE.length;
+      for (let tries = 0; used.has(PALETTE[slot]) && tries < PALETTE.length; tries++) slot = (slot + 1) % PALETTE.length;
+      colours[name] = used.has(PALETTE[slot]) ? "hsl(" + (hashOf(name) % 360) + " 55% 50%)" : PALETTE[slot];
+      used.add(colours[name]);
+    });
+  }
+
+  function colourOf(name) { return colours[name] || "#7b8794"; }
 
   function hours(minutes) { return (minutes / 60).toFixed(1); }
   function percent(part, whole) { return whole > 0 ? Math.round(part * 100 / whole) : 0; }
@@ -157,7 +181,14 @@
             { label: "deleted", data: series.map(function (s) { return s ? s.filesDeleted : 0; }), borderColor: PALETTE[5], backgroundColor: PALETTE[5] },
           ],
         },
-        options: { scales: { y: { beginAtZero: true, ticks: { precision: 0 } } }, plugins: { legend: { position: "bottom" } } },
+        options: {
+          scales: {
+            y: { beginAtZero: true, ticks: { precision: 0 } },
+            // 05-07 for a day, W19 for a week: the year is in the toolbar
+            x: { ticks: { maxRotation: 0, callback: function (v) { const l = this.getLabelForValue(v); return kind === "D" || kind === "W" ? l.slice(5) : l; } } },
+          },
+          plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+        },
       });
     }
   }
@@ -230,8 +261,10 @@
     const serial = ++renderSerial;
     const state = parseHash();
     document.body.dataset.state = "loading";
-    load(state.kind).then(function (agg) {
+    Promise.all(KINDS.map(load)).then(function (all) {
       if (serial !== renderSerial) return;  // a newer hash change is being drawn
+      assignColours(all);
+      const agg = all[KINDS.indexOf(state.kind)];
       const available = agg.valuesAvailable;
       const value = available.includes(state.value) ? state.value : available[available.length - 1] || null;
       charts.forEach(function (chart) { chart.destroy(); });

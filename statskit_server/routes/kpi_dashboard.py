@@ -82,10 +82,11 @@ def send(req: falcon.Request, resp: falcon.Response, asset: Asset) -> None:
     versioned = req.get_param("v") == asset.version and not asset.content_type.startswith("text/html")
     resp.cache_control = [IMMUTABLE if versioned else REVALIDATE]
     resp.etag = asset.etag
-    resp.content_type = asset.content_type
     if any(tag == "*" or tag == asset.etag for tag in req.if_none_match or ()):
         resp.status = falcon.HTTP_304
+        resp.content_type = None  # a 304 has no body, so no type
         return
+    resp.content_type = asset.content_type
     resp.data = asset.body
 
 
@@ -103,12 +104,14 @@ class Files:
     """``/dashboard/{name}`` and ``/dashboard/vendor/{name}``: shipped files only."""
 
     def __init__(self, assets: Dict[str, Asset], folder: str = "") -> None:
-        self.assets = assets
+        self.assets = dict(assets)
+        if not folder:
+            self.assets["index.html"] = page(assets)  # the page with its links versioned
         self.folder = folder
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         asset = self.assets.get(self.folder + name)
-        if asset is None or name == "index.html":  # the page has one address: /dashboard/
+        if asset is None:
             raise falcon.HTTPNotFound(description=f"no such dashboard file: {self.folder + name}")
         send(req, resp, asset)
 
