@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from websockets.sync.client import ClientConnection, connect
 
-from servers import ServerStartError, ServerUnavailable
+from servers import ServerStartError, ServerUnavailable, _die_with_parent
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
@@ -101,11 +101,13 @@ class Page:
     def click(self, selector: str) -> None:
         self.evaluate(f"document.querySelector({json.dumps(selector)}).click()")
 
-    def screenshot(self, path: Path, full_page: bool = True) -> Path:
-        params: Dict[str, Any] = {"format": "png", "captureBeyondViewport": full_page}
-        if full_page:
-            size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
-            params["clip"] = {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}
+    def screenshot(self, path: Path, until: Optional[str] = None) -> Path:
+        """The whole page (or down to the bottom of the element ``until`` selects) as a PNG."""
+        size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        if until:
+            size[1] = self.evaluate(f"Math.ceil(document.querySelector({json.dumps(until)}).getBoundingClientRect().bottom)")
+        params: Dict[str, Any] = {"format": "png", "captureBeyondViewport": True,
+                                  "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}}
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", **params)["data"]))
         return path
 
@@ -141,7 +143,8 @@ class Chromium:
         self.profile.mkdir(parents=True, exist_ok=True)
         log = open(self.folder / "chromium.log", "ab")
         self.proc = subprocess.Popen([self.binary, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)  # none outlives a killed test run
         active = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not (active.exists() and active.read_text().count("\n") >= 1):
@@ -161,7 +164,8 @@ class Chromium:
                 if message.get("id") == 1:
                     target = message["result"]["targetId"]
                     break
-        page = Page(connect(f"ws://127.0.0.1:{self.port}/devtools/page/{target}", max_size=None))
+        # entered as a context manager (websockets 17 warns otherwise); closed by Page.close
+        page = Page(connect(f"ws://127.0.0.1:{self.port}/devtools/page/{target}", max_size=None).__enter__())
         for domain in ("Page", "Runtime", "Log"):
             page.send(f"{domain}.enable")
         page.viewport(width, height, mobile)

@@ -2,7 +2,8 @@
  *
  * State lives in the URL hash (#/popularity?kind=W&value=2024%20W18), so a reload or a shared
  * link shows the same view. Every text from the API is set with textContent (never as HTML).
- * document.body.dataset.state is "loading", "ready" or "error" (what the browser test waits for).
+ * document.body.dataset.state is "loading", "ready" or "error", and dataset.renders counts the
+ * views drawn (what the browser test waits for).
  */
 "use strict";
 
@@ -276,6 +277,7 @@
       if (state.view === "dashboard") renderDashboard(main, agg, state.kind, value);
       else renderDetail(main, agg, state.kind, value, state.view);
       document.body.dataset.view = state.view;
+      document.body.dataset.renders = String(serial);
       document.body.dataset.state = "ready";
     }).catch(function (error) {
       if (serial !== renderSerial) return;
@@ -283,6 +285,7 @@
       const box = document.getElementById("error");
       box.textContent = "Could not load the KPIs: " + error.message + ".";
       box.hidden = false;
+      document.body.dataset.renders = String(serial);
       document.body.dataset.state = "error";
     });
   }

@@ -24,7 +24,7 @@ def _values(seed: int, scale: int) -> Dict[int, Dict[str, Any]]:
                      for i, name in enumerate(PACKAGES)), key=lambda item: (-item[0], item[1]))
     minutes = sorted(((10 * max(1, (31 * (i + 2) * (seed + 7)) % 23 * scale // (i + 1)), name)
                       for i, name in enumerate(PACKAGES)), key=lambda item: (-item[0], item[1]))
-    overall = min(sum(m for m, _ in minutes) * 3 // 5 // 10 * 10, scale * 1440)
+    overall = min(max(minutes[0][0], sum(m for m, _ in minutes) * 3 // 4 // 10 * 10), scale * 1440)
     on = min(scale * 1440, scale * (1100 + (seed * 37) % 300))
     return {
         kpis.POPULARITY: {"items": [{"package": n, "visits": v} for v, n in visits],
