@@ -271,7 +271,7 @@
       charts.forEach(function (chart) { chart.destroy(); });
       charts = [];
       const main = document.getElementById("view");
-      main.replaceChildren();
+      main.textContent = "";  // (replaceChildren() is missing on older phones)
       document.getElementById("error").hidden = true;
       renderToolbar(state, agg, value);
       if (state.view === "dashboard") renderDashboard(main, agg, state.kind, value);

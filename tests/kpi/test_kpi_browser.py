@@ -261,6 +261,8 @@ def test_detail_pages_show_bar_charts_with_one_colour_per_package(page, server, 
     detail = shown["tiles"]["detail-usage"]
     assert shown["label"] == f"Month {api('M')['valuesAvailable'][-1]}"
     assert all(colours[name] == colour for name, colour in zip(detail["chart"]["labels"], detail["chart"]["colours"]))
+    shown = act(page, click('[data-kind="Y"]'))  # no yearly value: "No data", no script error
+    assert shown["tiles"]["detail-usage"]["nodata"] and shown["tiles"]["detail-usage"]["chart"] is None
     assert page.errors() == []
 
 
