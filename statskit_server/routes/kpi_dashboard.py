@@ -22,7 +22,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import falcon
 
@@ -104,9 +104,7 @@ class Files:
     """``/dashboard/{name}`` and ``/dashboard/vendor/{name}``: shipped files only."""
 
     def __init__(self, assets: Dict[str, Asset], folder: str = "") -> None:
-        self.assets = dict(assets)
-        if not folder:
-            self.assets["index.html"] = page(assets)  # the page with its links versioned
+        self.assets = assets
         self.folder = folder
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
@@ -139,20 +137,20 @@ class Root:
         return "text/html" in req.accept and req.client_prefers([falcon.MEDIA_JSON, falcon.MEDIA_HTML]) == falcon.MEDIA_HTML
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.append_header("Vary", "Accept")
-        if not self.wants_html(req):
-            return self.health.on_get(req, resp)
-        if self.html is None:
-            raise falcon.HTTPTemporaryRedirect("dashboard/")
-        return send(req, resp, self.html)
+        self._answer(req, resp, self.health.on_get)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.append_header("Vary", "Accept")
+        self._answer(req, resp, self.health.on_head)
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response,
+                health: Callable[[falcon.Request, falcon.Response], None]) -> None:
+        resp.append_header("Vary", "Accept")  # one URL, two answers: caches must keep both
         if not self.wants_html(req):
-            return self.health.on_head(req, resp)
-        if self.html is None:
+            health(req, resp)
+        elif self.html is None:
             raise falcon.HTTPTemporaryRedirect("dashboard/")
-        return send(req, resp, self.html)
+        else:
+            send(req, resp, self.html)
 
 
 def mount_dashboard(app: falcon.App, ui_location: str, at_root: bool) -> None:
@@ -161,9 +159,10 @@ def mount_dashboard(app: falcon.App, ui_location: str, at_root: bool) -> None:
     root_page = None
     if not ui_location:
         assets = load()
+        index = page(assets)
         app.add_route("/dashboard", AddSlash())
-        app.add_route("/dashboard/", Index(page(assets)))
-        app.add_route("/dashboard/{name}", Files(assets))
+        app.add_route("/dashboard/", Index(index))
+        app.add_route("/dashboard/{name}", Files({**assets, "index.html": index}))  # the page, links versioned
         app.add_route("/dashboard/vendor/{name}", Files(assets, "vendor/"))
         root_page = page(assets, "dashboard/")
     if at_root:
