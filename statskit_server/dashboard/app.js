@@ -283,7 +283,7 @@
       if (serial !== renderSerial) return;
       renderToolbar(state, null, null);
       const box = document.getElementById("error");
-      box.textContent = "Could not load the KPIs: " + error.message + ".";
+      box.textContent = "Could not load the KPIs (" + error.message + "). Reload the page to try again.";
       box.hidden = false;
       document.body.dataset.renders = String(serial);
       document.body.dataset.state = "error";
