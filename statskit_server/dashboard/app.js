@@ -202,6 +202,8 @@
     tile.dataset.kpi = popular ? POPULARITY : USAGE;
     setText(tile, "title", popular ? "Package popularity" : "Total usage");
     setText(tile, "measure", popular ? "Visits" : "Hours");
+    // usage: a share of the active time (packages used in the same 10 minutes add up past 100)
+    setText(tile, "share", popular ? "% of visits" : "% of time");
     const data = value && valueOf(agg, popular ? POPULARITY : USAGE, value);
     showNoData(tile, !data || !data.items.length);
     if (!data || !data.items.length) return;

@@ -254,6 +254,9 @@ def test_detail_pages_show_bar_charts_with_one_colour_per_package(page, server, 
     detail = shown["tiles"]["detail-usage"]
     assert detail["fields"]["summary"] == f"{hours(usage['totalMinutesActivity'])} h of activity (all packages)"
     assert detail["chart"]["data"] == [[float(hours(i["minutesActivity"])) for i in usage["items"]]]
+    total = usage["totalMinutesActivity"]
+    assert detail["rows"] == [[i["package"], hours(i["minutesActivity"]), str(js_round(i["minutesActivity"] * 100 / total))]
+                              for i in usage["items"]]
     assert all(dict(zip(detail["chart"]["labels"], detail["chart"]["colours"]))[name] == colour
                for name, colour in colours.items())  # the same colours on the other page
 
