@@ -294,6 +294,19 @@ def test_at_root_a_browser_gets_the_dashboard(page, server, api):
     assert page.errors() == []
 
 
+def test_an_unreachable_api_shows_an_error_and_no_script_error(page, server):
+    """The phone lost the hotspot's network after loading the page: said, and nothing breaks."""
+    page.send("Network.enable")
+    page.send("Network.setBlockedURLs", urls=["*/api/v1/*"])
+    page.goto(server.url + "/dashboard/")
+    page.wait_for("document.body.dataset.state === 'error'")
+    shown = page.evaluate(SNAPSHOT)
+    assert shown["error"] and shown["tiles"] == {} and shown["csv"] is None
+    assert page.evaluate("document.getElementById('error').textContent").startswith("Could not load the KPIs")
+    # no exception or console error (a Chromium may log the blocked loads themselves)
+    assert [e for e in page.errors() if not e.startswith("log: Failed to load resource")] == []
+
+
 def png_size(path: Path) -> List[int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
