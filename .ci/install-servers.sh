@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests start (tests/servers.py, tests/telemetry/conftest.py) from
 # Debian packages: influxdb (influxd), victoria-metrics, prometheus, redis-server, postgresql
-# (initdb, in /usr/lib/postgresql/*/bin). Idempotent: does nothing when all binaries exist.
+# (initdb, in /usr/lib/postgresql/*/bin), and the headless browser of the dashboard tests
+# (tests/browser.py): chromium, with the DejaVu fonts its screenshots are drawn in.
+# Idempotent: does nothing when all binaries (or files) exist.
 # Never leaves a service running: the tests start their own servers on free loopback ports, and a
 # packaged daemon would hold the default ports (8086, 8428, 9090, 6379, 5432).
 set -euo pipefail
 
-packages=(influxdb victoria-metrics prometheus redis-server postgresql)
-binaries=(influxd victoria-metrics prometheus redis-server initdb)
+packages=(influxdb victoria-metrics prometheus redis-server postgresql chromium fonts-dejavu-core)
+binaries=(influxd victoria-metrics prometheus redis-server initdb chromium /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf)
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/bin/$1" ] || [ -x "/usr/sbin/$1" ] ||
-  compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null; }
+  compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null || { [[ "$1" == /* ]] && [ -e "$1" ]; }; }
 
 missing=()
 for i in "${!binaries[@]}"; do
   have "${binaries[$i]}" || missing+=("${packages[$i]}")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-servers: influxd, victoria-metrics, prometheus, redis-server and postgresql already installed; nothing to do"
+  echo "install-servers: influxd, victoria-metrics, prometheus, redis-server, postgresql and chromium already installed; nothing to do"
   exit 0
 fi
 

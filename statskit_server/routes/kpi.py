@@ -16,7 +16,8 @@
 =====  ==================================================================================
 
 The routes are read-only and need no token, as in the original (the box is a local hotspot);
-CORS allows the ``ALLOWED_ORIGINS`` (``|``-separated).
+CORS allows the ``ALLOWED_ORIGINS`` (``|``-separated). The built-in dashboard over this API is
+served at ``/dashboard/`` (``kpi_dashboard.py``).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from statskit.kpi.openapi import DOCS_HTML, openapi
 from statskit.kpi.periods import BadPeriod, check_kind, first_day
 
 from . import Web
+from .kpi_dashboard import mount_dashboard
 
 MAX_RECORDS = 10000
 _ID = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only (str.isdigit() takes '²'), and no SQLite overflow
@@ -211,9 +213,11 @@ def mount(app: falcon.App, kpi: KpiService, web: Web) -> None:
     app.add_route("/api/v1/kpis/{kpi_id}/values", KpiValues(kpi))
     app.add_route("/api/v1/export", Export(kpi))
     app.add_route("/api/v1/records", Records(kpi))
-    if web.settings.kpi.ui_location:
+    conf = web.settings.kpi
+    if conf.ui_location:
         # The original served the UI at /; here / is the health check, so under /dashboard.
-        app.add_static_route("/dashboard", os.path.abspath(web.settings.kpi.ui_location),
-                             fallback_filename="index.html")
+        app.add_static_route("/dashboard", os.path.abspath(conf.ui_location), fallback_filename="index.html")
+    if conf.ui_location or conf.dashboard:
+        mount_dashboard(app, conf.ui_location, conf.dashboard_at_root)
     if web.settings.kpi.allowed_origins:
         app.add_middleware(Cors(web.settings.kpi.allowed_origins))
