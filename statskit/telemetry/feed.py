@@ -112,7 +112,8 @@ def parse_request(doc: Any) -> Tuple[str, Key, Optional[Position], Optional[str]
         return interest, key, None, None, 0
     start = doc.get("start_time")
     try:
-        position = (parse_time(start, "start_time") if start else now_utc(), 0)
+        # after every row of that instant: only rows strictly newer than start_time, as the original
+        position = (parse_time(start, "start_time") if start else now_utc(), 2**63 - 1)
     except StatskitError as exc:
         raise FeedError(exc.message) from None
     kind = doc.get("aggregate_type")
