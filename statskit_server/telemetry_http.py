@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import falcon
 import falcon.asgi
@@ -27,8 +27,9 @@ from statskit.tokens import TokenError
 from .errors import error_code
 from .routes.telemetry import Call, Handler, respond, routes
 
-if TYPE_CHECKING:
-    from .telemetry_asgi import TelemetryApp
+# The app is telemetry_asgi.TelemetryApp (not imported: that module imports this one); what
+# is used of it is ``app.listener``, its Listener.
+TelemetryApp = Any
 
 log = logging.getLogger("statskit.telemetry")
 
@@ -45,7 +46,7 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
 class AsyncQuery:
     """One path of the query table on the listener."""
 
-    def __init__(self, app: "TelemetryApp", methods: Dict[str, Tuple[str, Handler]]) -> None:
+    def __init__(self, app: TelemetryApp, methods: Dict[str, Tuple[str, Handler]]) -> None:
         self.app, self.methods = app, methods
 
     async def _serve(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, fields: Dict[str, str]) -> None:
@@ -71,7 +72,7 @@ class AsyncQuery:
 class FeedResource:
     """``/feed``: subscriptions of one connection, pushed by the process's :class:`FeedHub`."""
 
-    def __init__(self, app: "TelemetryApp") -> None:
+    def __init__(self, app: TelemetryApp) -> None:
         self.app = app
 
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
@@ -168,7 +169,7 @@ async def _unexpected(req: Any, resp: Any, exc: Exception, params: Any, **kw: An
     if isinstance(exc, falcon.HTTPError):
         resp.status = exc.status
         resp.media = {"error": error_code(exc.title), "message": exc.description or exc.title}
-        for name, value in (exc.headers or {}).items():
+        for name, value in dict(exc.headers or {}).items():
             resp.set_header(name, value)
         return
     if is_transient(exc):
@@ -182,7 +183,7 @@ async def _unexpected(req: Any, resp: Any, exc: Exception, params: Any, **kw: An
     resp.media = {"error": "internal_error", "message": "internal error; it has been logged"}
 
 
-def mount(app: "TelemetryApp") -> None:
+def mount(app: TelemetryApp) -> None:
     """The query routes and ``/feed`` on the listener app."""
     json_handler = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler

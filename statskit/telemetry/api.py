@@ -47,7 +47,7 @@ def parse_time(text: str, field: str) -> str:
     g = m.groups()
     frac = (g[6] or "")[:6].ljust(6, "0")
     try:
-        datetime(*(int(x) for x in g[:6]))
+        datetime(int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5]))
     except ValueError as exc:
         raise ValidationError(f"{field}: {exc}", field=field) from None
     return f"{g[0]}-{g[1]}-{g[2]}T{g[3]}:{g[4]}:{g[5]}.{frac}"

@@ -59,7 +59,8 @@ class PostgresQueries:
 
     def peer_logs(self, peer_id: str, msg: Optional[str], target: Optional[str], start: str, end: str,
                   limit: int, before: Optional[Tuple[str, int]] = None) -> List[Dict[str, Any]]:
-        where, params = [_PEER_CONNECTIONS, "l.created_at > %s", "l.created_at < %s"], [peer_id, start, end]
+        where = [_PEER_CONNECTIONS, "l.created_at > %s", "l.created_at < %s"]
+        params: List[Any] = [peer_id, start, end]
         if msg is not None:
             where.append("l.logs->>'msg' = %s")
             params.append(msg)

@@ -63,7 +63,8 @@ class SQLiteQueries:
 
     def peer_logs(self, peer_id: str, msg: Optional[str], target: Optional[str], start: str, end: str,
                   limit: int, before: Optional[Tuple[str, int]] = None) -> List[Dict[str, Any]]:
-        where, params = [_PEER_CONNECTIONS, "l.created_at > ?", "l.created_at < ?"], [peer_id, start, end]
+        where = [_PEER_CONNECTIONS, "l.created_at > ?", "l.created_at < ?"]
+        params: List[Any] = [peer_id, start, end]
         if msg is not None:
             where.append("l.msg = ?")
             params.append(msg)
