@@ -6,6 +6,7 @@ the calling thread's own connection (WAL: readers never wait for the writer).
 """
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import orjson
@@ -101,8 +102,12 @@ class SQLiteQueries:
         return [r[0] for r in self._rows("SELECT DISTINCT peer_id FROM peer_connections WHERE peer_id IS NOT NULL")]
 
     def relation_sizes(self) -> List[Tuple[str, int]]:
-        return [(r[0], int(r[1])) for r in self._rows(
-            "SELECT name, sum(pgsize) AS size FROM dbstat GROUP BY name ORDER BY size DESC, name LIMIT 1000")]
+        try:
+            return [(r[0], int(r[1])) for r in self._rows(
+                "SELECT name, sum(pgsize) AS size FROM dbstat GROUP BY name ORDER BY size DESC, name LIMIT 1000")]
+        except sqlite3.OperationalError:  # an SQLite built without the dbstat table: the file as a whole
+            pages, size = (self._rows(f"PRAGMA {p}")[0][0] for p in ("page_count", "page_size"))
+            return [("telemetry.db", int(pages) * int(size))]
 
     def pair_rows(self, peer_id: str, msg: str, after: Tuple[str, int], limit: int) -> List[Tuple[int, str, Dict[str, Any]]]:
         rows = self._rows(f"SELECT l.id, l.created_at, l.logs FROM {self.table} l WHERE {_PEER_CONNECTIONS} "
