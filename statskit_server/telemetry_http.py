@@ -55,10 +55,11 @@ class AsyncQuery:
         if req.method not in self.methods:
             raise falcon.HTTPMethodNotAllowed(sorted(self.methods))
         scope, handler = self.methods[req.method]
-        if listener.query_auth is not None:
+        if listener.query_auth is not None and scope:
             listener.query_auth.require(req, scope)
         body = await read_body(req, api.BENCHMARK_BODY_LIMIT) if req.method == "POST" else b""
-        call = Call(listener.store, req.get_param, fields, body, req.path, dict(req.params))
+        call = Call(listener.store, req.get_param, fields, body, req.path, dict(req.params),
+                    listener.query_auth is not None)
         answer = await asyncio.get_running_loop().run_in_executor(None, handler, call)
         respond(resp, answer)
 

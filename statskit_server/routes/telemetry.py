@@ -15,7 +15,7 @@ WSGI app. The same table of endpoints is served by the websocket listener
 ``GET /benchmarks/{id}/targets``       read    ``[{"target"}]`` of ``setup.substrate.peerId``
 =====================================  ======  =============================================
 
-Every path also with a trailing slash. Tokens (``read`` / ``write``) only with ``[telemetry]
+Every path also with a trailing slash; the OpenAPI description is ``GET /telemetry/openapi.json``. Tokens (``read`` / ``write``) only with ``[telemetry]
 require_token``, as for the producers.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ import falcon
 from statskit.events import decode_json
 from statskit.telemetry import TelemetryService, TelemetryStore
 from statskit.telemetry import api
+from statskit.telemetry.openapi import openapi
 
 from . import Web
 
@@ -50,6 +51,7 @@ class Call:
     body: bytes
     path: str
     params: Dict[str, Any]
+    require_token: bool = False
 
 
 Handler = Callable[[Call], Answer]
@@ -87,6 +89,7 @@ ENDPOINTS: List[Tuple[str, str, str, Handler]] = [
      lambda c: Answer(api.benchmark_events(c.store, c.fields["benchmark_id"]))),
     ("GET", "/benchmarks/{benchmark_id}/targets", "read",
      lambda c: Answer(api.benchmark_targets(c.store, c.fields["benchmark_id"]))),
+    ("GET", "/telemetry/openapi.json", "", lambda c: Answer(openapi(c.require_token))),
 ]
 
 
@@ -120,14 +123,15 @@ class TelemetryQuery:
         if req.method not in self.methods:
             raise falcon.HTTPMethodNotAllowed(sorted(self.methods))
         scope, handler = self.methods[req.method]
-        if self.require_token:
+        if self.require_token and scope:
             self.auth.require(req, scope)
         body = b""
         if req.method == "POST":
             from ..body import read_body
 
             body = read_body(req, api.BENCHMARK_BODY_LIMIT)
-        respond(resp, handler(Call(self.service.store(), req.get_param, fields, body, req.path, dict(req.params))))
+        respond(resp, handler(Call(self.service.store(), req.get_param, fields, body, req.path, dict(req.params),
+                                    self.require_token)))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, **fields: str) -> None:
         self._serve(req, resp, fields)

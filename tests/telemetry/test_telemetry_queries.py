@@ -180,3 +180,6 @@ def test_tokens_when_required(tmp_path, app_client):
     read_only = {"Authorization": "Token " + mint(["read"])}
     assert client.simulate_post("/benchmarks", json={"setup": {}}, headers=read_only).status_code == 403
     assert client.simulate_post("/benchmarks", json={"setup": {}}, headers=auth_header(["write"])).status_code == 200
+    doc = client.simulate_get("/telemetry/openapi.json").json  # public: says which scope each route needs
+    assert doc["paths"]["/nodes/logs"]["get"]["security"] == [{"token": ["read"]}]
+    assert doc["paths"]["/benchmarks"]["post"]["security"] == [{"token": ["write"]}]
