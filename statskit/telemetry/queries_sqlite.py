@@ -64,8 +64,12 @@ class SQLiteQueries:
 
     def peer_logs(self, peer_id: str, msg: Optional[str], target: Optional[str], start: str, end: str,
                   limit: int, before: Optional[Tuple[str, int]] = None) -> List[Dict[str, Any]]:
-        where = [_PEER_CONNECTIONS, "l.created_at > ?", "l.created_at < ?"]
-        params: List[Any] = [peer_id, start, end]
+        # One indexed backward range scan per connection of the peer (each stops at ``limit``
+        # rows), merged here: an IN over the connections made SQLite sort all of a node's rows,
+        # or walk the msg index of every node.
+        index = f"{self.table}_conn_msg_created" if msg is not None else f"{self.table}_conn_created"
+        where = ["l.peer_connection_id = ?", "l.created_at > ?", "l.created_at < ?"]
+        params: List[Any] = [start, end]
         if msg is not None:
             where.append("l.msg = ?")
             params.append(msg)
@@ -73,14 +77,18 @@ class SQLiteQueries:
             where.append("json_extract(l.logs, '$.target') = ?")
             params.append(target)
         if before is not None:
-            where.append("(l.created_at, l.id) < (?, ?)")
-            params.extend(before)
-        params.append(limit)
-        rows = self._rows(f"SELECT l.id, c.ip_addr, c.peer_id, l.msg, l.created_at, l.logs FROM {self.table} l "
-                          f"JOIN peer_connections c ON c.id = l.peer_connection_id WHERE {' AND '.join(where)} "
-                          f"ORDER BY l.created_at DESC, l.id DESC LIMIT ?", params)
-        return [{"id": r[0], "ip_addr": r[1], "peer_id": r[2], "msg": r[3], "created_at": r[4],
-                 "logs": orjson.loads(r[5])} for r in rows]
+            where.append("l.created_at <= ? AND (l.created_at, l.id) < (?, ?)")  # the first: an index bound
+            params.extend([before[0], before[0], before[1]])
+        sql = (f"SELECT l.id, l.created_at, l.msg, l.logs FROM {self.table} l INDEXED BY {index} "
+               f"WHERE {' AND '.join(where)} ORDER BY l.created_at DESC, l.id DESC LIMIT ?")
+        found: List[Tuple[str, int, str, str, Any]] = []
+        conn = self.db.connection()
+        for cid, ip_addr in conn.execute("SELECT id, ip_addr FROM peer_connections WHERE peer_id = ?", (peer_id,)):
+            for row_id, created_at, kind, logs in conn.execute(sql, [cid, *params, limit]):
+                found.append((created_at, row_id, ip_addr, kind, logs))
+        found.sort(reverse=True)
+        return [{"id": r[1], "ip_addr": r[2], "peer_id": peer_id, "msg": r[3], "created_at": r[0],
+                 "logs": orjson.loads(r[4])} for r in found[:limit]]
 
     def network_states(self, since: str, until: Optional[str] = None,
                        mentioning: Optional[str] = None) -> Iterator[Tuple[str, str, Dict[str, Any]]]:
