@@ -59,8 +59,10 @@ class PostgresQueries:
 
     def peer_logs(self, peer_id: str, msg: Optional[str], target: Optional[str], start: str, end: str,
                   limit: int, before: Optional[Tuple[str, int]] = None) -> List[Dict[str, Any]]:
-        where = [_PEER_CONNECTIONS, "l.created_at > %s", "l.created_at < %s"]
-        params: List[Any] = [peer_id, start, end]
+        # Per connection of the peer (LATERAL): an index scan that stops at ``limit`` rows, then
+        # merged; an IN over the connections sorted all of a node's rows.
+        where = ["l.peer_connection_id = c.id", "l.created_at > %s", "l.created_at < %s"]
+        params: List[Any] = [start, end]
         if msg is not None:
             where.append("l.logs->>'msg' = %s")
             params.append(msg)
@@ -68,12 +70,13 @@ class PostgresQueries:
             where.append("l.logs->>'target' = %s")
             params.append(target)
         if before is not None:
-            where.append("(l.created_at, l.id) < (%s::timestamp, %s)")
-            params.extend(before)
-        params.append(limit)
-        rows = self._rows(f"SELECT l.id, c.ip_addr, c.peer_id, l.logs->>'msg', l.created_at, l.logs FROM {self.table} l "
-                          f"JOIN peer_connections c ON c.id = l.peer_connection_id WHERE {' AND '.join(where)} "
-                          f"ORDER BY l.created_at DESC, l.id DESC LIMIT %s", params)
+            where.append("l.created_at <= %s::timestamp AND (l.created_at, l.id) < (%s::timestamp, %s)")
+            params.extend([before[0], before[0], before[1]])
+        rows = self._rows(f"SELECT l.id, c.ip_addr, c.peer_id, l.logs->>'msg', l.created_at, l.logs "
+                          f"FROM peer_connections c CROSS JOIN LATERAL (SELECT l.id, l.created_at, l.logs "
+                          f"FROM {self.table} l WHERE {' AND '.join(where)} "
+                          f"ORDER BY l.created_at DESC, l.id DESC LIMIT %s) l WHERE c.peer_id = %s "
+                          f"ORDER BY l.created_at DESC, l.id DESC LIMIT %s", [*params, limit, peer_id, limit])
         return [{"id": r[0], "ip_addr": r[1], "peer_id": r[2], "msg": r[3] or "", "created_at": stored(r[4]),
                  "logs": r[5]} for r in rows]
 

@@ -48,6 +48,8 @@ def schema(table: str) -> List[str]:
         f"CREATE INDEX IF NOT EXISTS {table}_msg_idx ON {table} ((logs->>'msg'))",
         f"CREATE INDEX IF NOT EXISTS {table}_created_at_msg_idx ON {table} (created_at, (logs->>'msg'))",
         f"CREATE INDEX IF NOT EXISTS {table}_conn_created_idx ON {table} (peer_connection_id, created_at)",
+        # /nodes/logs?msg= and the live feed: a node's messages of one type, newest first
+        f"CREATE INDEX IF NOT EXISTS {table}_conn_msg_created_idx ON {table} (peer_connection_id, (logs->>'msg'), created_at)",
         "CREATE TABLE IF NOT EXISTS telemetry_meta (key VARCHAR PRIMARY KEY, value DOUBLE PRECISION NOT NULL)",
     ]
 
