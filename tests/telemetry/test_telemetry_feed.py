@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 
+import falcon
+import pytest
 from falcon import testing
 
 from statskit.config import load_settings
@@ -151,3 +153,25 @@ def test_query_routes_on_the_listener(tmp_path):
             assert big.status_code == 413
 
     run(scenario())
+
+
+def test_feed_and_routes_need_a_read_token_when_required(tmp_path):
+    from support import SECRET, mint
+
+    app, state, _ = make(tmp_path, TELEMETRY_REQUIRE_TOKEN="true", STATSKIT_SECRET_KEY=SECRET)
+
+    async def scenario():
+        async with testing.ASGIConductor(app) as conductor:
+            with pytest.raises(falcon.WebSocketDisconnected):
+                async with conductor.simulate_ws("/feed", query_string="token=" + mint(["write"])):
+                    pass
+            async with conductor.simulate_ws("/feed", query_string="token=" + mint(["read"])) as feed:
+                await feed.send_text("{}")
+                assert "error" in await receive(feed)
+            assert (await conductor.simulate_get("/nodes")).status_code == 401
+            ok = await conductor.simulate_get("/nodes", headers={"Authorization": "Token " + mint(["read"])})
+            assert ok.status_code == 200
+
+    run(scenario())
+    refused = [(dict(labels), v) for n, labels, v in state.counters() if n == "statskit_telemetry_refused"]
+    assert refused == [({"reason": "feed_token"}, 1.0)]
