@@ -118,10 +118,14 @@ class SQLiteQueries:
             return [("telemetry.db", int(pages) * int(size))]
 
     def pair_rows(self, peer_id: str, msg: str, after: Tuple[str, int], limit: int) -> List[Tuple[int, str, Dict[str, Any]]]:
-        rows = self._rows(f"SELECT l.id, l.created_at, l.logs FROM {self.table} l WHERE {_PEER_CONNECTIONS} "
-                          f"AND l.msg = ? AND (l.created_at, l.id) > (?, ?) ORDER BY l.created_at, l.id LIMIT ?",
-                          (peer_id, msg, after[0], after[1], limit))
-        return [(r[0], r[1], orjson.loads(r[2])) for r in rows]
+        conn, found = self.db.connection(), []
+        sql = (f"SELECT l.id, l.created_at, l.logs FROM {self.table} l INDEXED BY {self.table}_conn_msg_created "
+               f"WHERE l.peer_connection_id = ? AND l.msg = ? AND l.created_at >= ? AND (l.created_at, l.id) > (?, ?) "
+               f"ORDER BY l.created_at, l.id LIMIT ?")
+        for (cid,) in conn.execute("SELECT id FROM peer_connections WHERE peer_id = ?", (peer_id,)).fetchall():
+            found.extend(conn.execute(sql, (cid, msg, after[0], after[0], after[1], limit)).fetchall())
+        found.sort(key=lambda r: (r[1], r[0]))
+        return [(r[0], r[1], orjson.loads(r[2])) for r in found[:limit]]
 
     # -- benchmarks --------------------------------------------------------------------
 
