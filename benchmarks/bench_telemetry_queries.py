@@ -131,6 +131,11 @@ def main() -> int:
             store = open_store(load_settings(env={"STATSKIT_DATA_DIR": tmp, **env}))
             seconds = fill(store, args.messages)
             store.close()
+            if pg is not None:  # what autovacuum does to a database in service (visibility map, statistics)
+                import psycopg
+
+                with psycopg.connect(env["DATABASE_URL"], autocommit=True) as db:
+                    db.execute("VACUUM ANALYZE")
             print(f"filled {args.messages:,} messages over {NODES} nodes into {args.store} in {seconds:.0f} s")
             with TelemetryServer(tmp, env=env) as srv:
                 session = requests.Session()
