@@ -6,6 +6,7 @@ counters on ``/metrics``.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -97,6 +98,9 @@ def listener_bind(settings: Settings) -> str:
     return f"{host}:{port}"
 
 
+_OPEN_LOCK = threading.Lock()
+
+
 @dataclass
 class TelemetryService:
     """What the HTTP routes of the WSGI app use: the counters, and the store the queries read
@@ -111,9 +115,11 @@ class TelemetryService:
         import os
 
         if self._store is None or self._pid != os.getpid():
-            from .stores import open_store
+            with _OPEN_LOCK:  # gthread workers: one store per process, not one per first request
+                if self._store is None or self._pid != os.getpid():
+                    from .stores import open_store
 
-            self._store, self._pid = open_store(self.settings), os.getpid()
+                    self._store, self._pid = open_store(self.settings), os.getpid()
         return self._store
 
     def close(self, timeout: Optional[float] = None) -> None:

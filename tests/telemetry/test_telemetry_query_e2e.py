@@ -70,5 +70,16 @@ def test_routes_and_feed_through_gunicorn(server):
         made = requests.post(base + "/benchmarks", json={"setup": {"substrate": {"peerId": "QmE2eA"}}}, timeout=10)
         assert requests.get(f"{base}/benchmarks/{made.json()['id']}/targets", timeout=10).json() == [{"target": "sync"}]
         assert requests.get(base + "/benchmarks/123456/events", timeout=10).status_code == 404
+        event = requests.post(base + "/benchmarks/events/", json={"benchmark_id": made.json()["id"], "name": "run",
+                                                                  "phase": "start", "created_at": "2026-01-01T00:00:00"},
+                              timeout=10)
+        assert event.status_code == 200
+        assert [e["name"] for e in requests.get(f"{base}/benchmarks/{made.json()['id']}/events/", timeout=10).json()] == ["run"]
+        assert made.json()["id"] in [b["id"] for b in requests.get(base + "/benchmarks", timeout=10).json()]
+        reporters = requests.get(base + "/reputation", params={"max_age_s": 3600}, timeout=10).json()
+        assert [(r["reporting_peer"], r["remote_peer"], r["reputation"]) for r in reporters] == [("QmE2eB", ["QmE2eA"], [12])]
+        assert requests.get(base + "/reputation/logged/", params={"max_age_s": 3600}, timeout=10).json() == reporters
+        assert "substrate_logs" in {r["relation"].rsplit(".", 1)[-1] for r in requests.get(base + "/stats/db", timeout=10).json()}
+        assert requests.get(base + "/stats/version", timeout=10).text.startswith("statskit<br\\>")
     assert wait_for(lambda: server.metric("feeds_disconnected") == 1)
     assert server.metric("feeds_connected") == 1 and server.metric("current_feed_connections") == 0
