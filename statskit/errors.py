@@ -69,3 +69,10 @@ def is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return "locked" in text or "busy" in text
     return False
+
+
+class NotFound(StatskitError):
+    """An id (in the path or the body) that names nothing stored (404)."""
+
+    status = 404
+    title = "not_found"

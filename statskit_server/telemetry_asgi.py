@@ -30,10 +30,12 @@ from falcon.constants import WebSocketPayloadType
 from statskit.config import Settings, load_settings
 from statskit.state import StateStore, open_state
 from statskit.telemetry import Connection, Ingestor, TelemetryStore, TelemetryWriter, open_store
+from statskit.telemetry.feed import FeedHub
 from statskit.telemetry.metrics import REFUSED
 from statskit.telemetry.purge import Purger
 from statskit.tokens import TokenError
 
+from . import telemetry_http
 from .auth import Authenticator
 from .peer import client_address, normalize
 
@@ -83,7 +85,10 @@ class Listener:
         self.networks = [ipaddress.ip_network(n) for n in tel.allowed_networks if n != "*"]
         self.everyone = not tel.allowed_networks or "*" in tel.allowed_networks
         self.auth = Authenticator.from_settings(settings) if tel.require_token else None
+        self.query_auth = self.auth  # the query routes: a read (POST: write) token when required
         self.sockets: Set[falcon.asgi.WebSocket] = set()
+        self.sockets_feed: Set[falcon.asgi.WebSocket] = set()
+        self.feed = FeedHub(self.store)
         self.stopping = False
 
     def start(self) -> None:
@@ -123,10 +128,14 @@ class Listener:
             return "max_connections"
         return None
 
+    def feed_refusal(self, req: falcon.asgi.Request) -> Optional[str]:
+        return telemetry_http.feed_refusal(self, req)
+
     async def drain(self) -> None:
         """Graceful stop: refuse new connections, close the open ones (1001), flush the buffer."""
         self.stopping = True
-        sockets = list(self.sockets)
+        await self.feed.close()
+        sockets = list(self.sockets) + list(self.sockets_feed)
         if sockets:
             await asyncio.gather(*(ws.close(GOING_AWAY) for ws in sockets), return_exceptions=True)
         loop = asyncio.get_running_loop()
@@ -258,4 +267,5 @@ def create_telemetry_app(settings: Optional[Settings] = None, **listener_kwargs:
     app.add_route("/", TelemetryResource(app, audit=False))
     app.add_route("/audit", TelemetryResource(app, audit=True))
     app.add_route("/audit/", TelemetryResource(app, audit=True))
+    telemetry_http.mount(app)  # the query routes and /feed
     return app

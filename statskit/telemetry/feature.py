@@ -6,13 +6,17 @@ counters on ``/metrics``.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..config import (Option, Settings, choice, parse_bind, parse_bool, parse_duration, parse_networks,
                       parse_positive_duration, parse_positive_int, parse_size)
 from ..feature import Built, Context
 from .metrics import TelemetryMetrics
+
+if TYPE_CHECKING:
+    from .store import TelemetryStore
 
 _B, _P, _PD, _D, _Z, _N = parse_bool, parse_positive_int, parse_positive_duration, parse_duration, parse_size, parse_networks
 
@@ -94,12 +98,36 @@ def listener_bind(settings: Settings) -> str:
     return f"{host}:{port}"
 
 
+_OPEN_LOCK = threading.Lock()
+
+
 @dataclass
 class TelemetryService:
-    """What the HTTP routes of the WSGI app use (part 2 adds the queries)."""
+    """What the HTTP routes of the WSGI app use: the counters, and the store the queries read
+    (opened in each process on first use: a PostgreSQL connection must not cross a fork)."""
 
     settings: Any
     metrics: TelemetryMetrics
+    _store: Any = None
+    _pid: int = 0
+
+    def store(self) -> "TelemetryStore":
+        import os
+
+        if self._store is None or self._pid != os.getpid():
+            with _OPEN_LOCK:  # gthread workers: one store per process, not one per first request
+                if self._store is None or self._pid != os.getpid():
+                    from .stores import open_store
+
+                    self._store, self._pid = open_store(self.settings), os.getpid()
+        return self._store
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        import os
+
+        if self._store is not None and self._pid == os.getpid():
+            self._store.close()
+        self._store = None
 
 
 class TelemetryFeature:
@@ -111,7 +139,8 @@ class TelemetryFeature:
 
     def build(self, ctx: Context) -> Built:
         metrics = TelemetryMetrics(ctx.state)
-        return Built(TelemetryService(ctx.settings, metrics), metric_sources=[metrics])
+        service = TelemetryService(ctx.settings, metrics)
+        return Built(service, metric_sources=[metrics], closers=[service.close])
 
 
 def validate(settings: Settings, workers: Optional[int] = None) -> None:

@@ -7,6 +7,9 @@ worker and process of a host, the websocket listener included, shows the same va
 ``nodes_connected_count``          c      websocket connections accepted
 ``nodes_dropped_count``            c      connections ended (closed, timed out, refused later)
 ``current_substrate_connections``  g      connected - dropped (``tetcore_`` twin)
+``feeds_connected``                c      live feed connections accepted (``/feed``)
+``feeds_disconnected``             c      live feed connections ended
+``current_feed_connections``       g      feeds_connected - feeds_disconnected
 ``statskit_telemetry_*_total``     c      stored, rejected{reason}, dropped{reason}, refused{reason}
 =================================  =====  ==================================================
 """
@@ -21,6 +24,7 @@ from ..state import StateStore
 
 PREFIX = "telemetry:"
 MESSAGES, BYTES, CONNECTED, DROPPED = (PREFIX + n for n in ("messages", "bytes", "connected", "dropped"))
+FEEDS_CONNECTED, FEEDS_DISCONNECTED = PREFIX + "feeds_connected", PREFIX + "feeds_disconnected"
 STORED, REJECTED, BUFFER_DROPS, REFUSED, RATE_LIMITED = (
     "statskit_telemetry_stored", "statskit_telemetry_rejected", "statskit_telemetry_dropped",
     "statskit_telemetry_refused", "statskit_telemetry_rate_limited")
@@ -52,6 +56,12 @@ class TelemetryMetrics:
             yield gauge
         yield _counter("nodes_connected_count", "Telemetry connections accepted.", connected)
         yield _counter("nodes_dropped_count", "Telemetry connections ended.", dropped)
+        feeds_in, feeds_out = values.get(FEEDS_CONNECTED, 0.0), values.get(FEEDS_DISCONNECTED, 0.0)
+        yield _counter("feeds_connected", "Live feed (/feed) connections accepted.", feeds_in)
+        yield _counter("feeds_disconnected", "Live feed (/feed) connections ended.", feeds_out)
+        gauge = GaugeMetricFamily("current_feed_connections", "Live feed (/feed) connections open now.")
+        gauge.add_metric([], max(0.0, feeds_in - feeds_out))
+        yield gauge
 
 
 def _counter(name: str, help: str, value: float) -> Metric:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import RetryableError
 from .parsing import Message, NodeInfo
@@ -61,3 +61,63 @@ class TelemetryStore(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    # Queries (issue 14). Times in and out are the stored form: naive UTC, fixed-width ISO with
+    # six fraction digits (``parsing.format_utc``); ``logs`` are the decoded JSON objects.
+
+    @abc.abstractmethod
+    def latest_nodes(self) -> List[Dict[str, Any]]:
+        """The newest connection row of each distinct peer id (the original's columns), by peer id."""
+
+    @abc.abstractmethod
+    def log_stats(self, peer_id: str) -> List[Tuple[str, int]]:
+        """``(msg, count)`` of the peer's stored messages, most frequent first."""
+
+    @abc.abstractmethod
+    def peer_logs(self, peer_id: str, msg: Optional[str], target: Optional[str], start: str, end: str,
+                  limit: int, before: Optional[Tuple[str, int]] = None) -> List[Dict[str, Any]]:
+        """The peer's messages with ``start < created_at < end`` (and ``(created_at, id) <
+        before``), newest first: dicts of id, ip_addr, peer_id, msg, created_at, logs."""
+
+    @abc.abstractmethod
+    def network_states(self, since: str, until: Optional[str] = None,
+                       mentioning: Optional[str] = None) -> Iterator[Tuple[str, str, Dict[str, Any]]]:
+        """``(reporting peer id, created_at, logs)`` of ``system.network_state`` messages after
+        ``since`` (and before ``until``), newest first; ``mentioning``: a cheap pre-filter on
+        messages whose text names that peer id (the caller checks exactly)."""
+
+    @abc.abstractmethod
+    def known_peer_ids(self) -> List[str]: ...
+
+    @abc.abstractmethod
+    def relation_sizes(self) -> List[Tuple[str, int]]:
+        """``(table or index, bytes)``, largest first."""
+
+    @abc.abstractmethod
+    def pair_rows(self, peer_id: str, msg: str, after: Tuple[str, int], limit: int) -> List[Tuple[int, str, Dict[str, Any]]]:
+        """``(id, created_at, logs)`` of the peer's ``msg`` messages after ``after`` =
+        ``(created_at, id)``, oldest first (the live feed)."""
+
+    # The benchmarks registry: rows as dicts with the original's keys.
+
+    @abc.abstractmethod
+    def create_benchmark(self, setup: Any) -> Dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def benchmarks(self) -> List[Dict[str, Any]]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def benchmark(self, benchmark_id: int) -> Optional[Dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def create_benchmark_event(self, benchmark_id: int, name: str, phase: str, created_at: str) -> Optional[Dict[str, Any]]:
+        """The new row, or None when there is no such benchmark."""
+
+    @abc.abstractmethod
+    def benchmark_events(self, benchmark_id: int) -> List[Dict[str, Any]]:
+        """Ordered by name."""
+
+    @abc.abstractmethod
+    def peer_targets(self, peer_id: str) -> List[str]:
+        """The distinct ``logs->>'target'`` of the peer's messages."""

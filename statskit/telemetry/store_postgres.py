@@ -18,6 +18,7 @@ import threading
 from typing import Any, Iterable, List, Optional
 
 from .parsing import NodeInfo, dumps, now_utc
+from .queries_postgres import BENCHMARKS_SCHEMA, PostgresQueries
 from .store import Row, StoreUnavailable, TelemetryStore
 
 _SCHEMA_LOCK = 7302401  # pg_advisory_xact_lock key: "statskit telemetry schema"
@@ -47,6 +48,8 @@ def schema(table: str) -> List[str]:
         f"CREATE INDEX IF NOT EXISTS {table}_msg_idx ON {table} ((logs->>'msg'))",
         f"CREATE INDEX IF NOT EXISTS {table}_created_at_msg_idx ON {table} (created_at, (logs->>'msg'))",
         f"CREATE INDEX IF NOT EXISTS {table}_conn_created_idx ON {table} (peer_connection_id, created_at)",
+        # /nodes/logs?msg= and the live feed: a node's messages of one type, newest first
+        f"CREATE INDEX IF NOT EXISTS {table}_conn_msg_created_idx ON {table} (peer_connection_id, (logs->>'msg'), created_at)",
         "CREATE TABLE IF NOT EXISTS telemetry_meta (key VARCHAR PRIMARY KEY, value DOUBLE PRECISION NOT NULL)",
     ]
 
@@ -70,7 +73,7 @@ def connection_url(url: str) -> str:
     return url
 
 
-class PostgresTelemetryStore(TelemetryStore):
+class PostgresTelemetryStore(PostgresQueries, TelemetryStore):
     def __init__(self, url: str, table: str = "substrate_logs") -> None:
         import psycopg  # only needed with this store
 
@@ -81,7 +84,7 @@ class PostgresTelemetryStore(TelemetryStore):
         self._opened: list = []
         with self._transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in schema(table):
+            for statement in schema(table) + BENCHMARKS_SCHEMA:
                 cur.execute(statement)
 
     def _connection(self) -> Any:

@@ -24,6 +24,7 @@ from typing import Iterable, List, Optional, Sequence
 
 from ..state.sqlite import SQLiteDB
 from .parsing import NodeInfo, dumps, now_utc
+from .queries_sqlite import BENCHMARKS_SCHEMA, SQLiteQueries
 from .store import Row, TelemetryStore, StoreUnavailable
 
 DATABASE_NAME = "telemetry.db"
@@ -57,11 +58,12 @@ CREATE TABLE IF NOT EXISTS {table} (
 CREATE INDEX IF NOT EXISTS {table}_conn_created ON {table} (peer_connection_id, created_at);
 CREATE INDEX IF NOT EXISTS {table}_conn_msg_created ON {table} (peer_connection_id, msg, created_at);
 CREATE INDEX IF NOT EXISTS {table}_expiry ON {table} (audit, created_at);
+CREATE INDEX IF NOT EXISTS {table}_msg_created ON {table} (msg, created_at);  -- /reputation
 CREATE TABLE IF NOT EXISTS telemetry_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)
 """
 
 
-class SQLiteTelemetryStore(TelemetryStore):
+class SQLiteTelemetryStore(SQLiteQueries, TelemetryStore):
     def __init__(self, path: str, table: str = "substrate_logs") -> None:
         self.path, self.table = path, table
         if not os.path.exists(path) or os.path.getsize(path) == 0:
@@ -74,7 +76,7 @@ class SQLiteTelemetryStore(TelemetryStore):
             finally:
                 first.close()
         self.db = SQLiteDB(path)
-        self.db.ensure_schema(schema(table))
+        self.db.ensure_schema(schema(table) + ";" + BENCHMARKS_SCHEMA)
         self._insert = (f"INSERT INTO {table} (created_at, peer_connection_id, audit, msg, logs) "
                         f"VALUES (?, ?, ?, ?, ?)")
 
