@@ -135,7 +135,7 @@ class StatskitServer:
 
 
 def hold_both_workers(server: "StatskitServer") -> Tuple[socket.socket, socket.socket]:
-    """Two idle connections, one held by each worker: a sync worker that accepted a connection
+    """Two idle connections, one held by each worker of a server started with ``--threads 1``: a sync worker that accepted a connection
     serves nothing else until the request on it is done."""
     first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     time.sleep(0.2)  # let a worker accept it before the second one arrives
