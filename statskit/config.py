@@ -220,6 +220,8 @@ OPTIONS: list = [
     Option("sinks", "enabled", ["sqlite", "stdout", "prometheus"], _L, "STATSKIT_SINKS", "--sinks",
            "sinks events go to, by name (third-party ones through the statskit.sinks entry point)"),
     Option("stdout", "format", "json", choice("json", "logfmt"), "STATSKIT_STDOUT_FORMAT", None, "event log lines: json or logfmt"),
+    Option("sqlite", "commit_wait", 0.002, _D, None, None,
+           "seconds a request may wait for others to share its commit (only when requests overlap)"),
     Option("sqlite", "retention_days", 0.0, _F, None, None, "delete stored events older than this (0 = keep)"),
     Option("influxdb", "url", "http://localhost:8086", _S, "INFLUXDB_URL", "--influxdb-url", "InfluxDB base URL"),
     Option("influxdb", "api", "v2", choice("v2", "v1"), "INFLUXDB_API", None, "v2 (influxdb-client) or v1 (/write, InfluxDB 1.x)"),

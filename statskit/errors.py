@@ -88,3 +88,15 @@ def is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return "locked" in text or "busy" in text
     return False
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """The store cannot write: a full disk, an I/O error, a read-only or vanished file (SQLite's
+    FULL, IOERR, READONLY, CANTOPEN; ENOSPC/EROFS/EDQUOT from a file write). Not a bug, and not
+    the client's fault: a 507 with Retry-After, reads keep working."""
+    import errno
+
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(part in text for part in ("full", "disk i/o", "readonly", "unable to open"))
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
