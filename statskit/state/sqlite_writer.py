@@ -18,6 +18,8 @@ the rows in it. Every store that appends to SQLite from the request path uses it
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -103,7 +105,10 @@ class CommitBeforeReturn(Generic[Row]):
     The threads of one process share transactions: the first caller of a group leads. It waits
     for the commit before its own (one writer at a time anyway), then, only when the previous
     group had company (a lone client pays no wait), up to ``wait`` seconds or ``max_rows`` rows
-    for more callers; then it commits the whole group and wakes its members.
+    for more callers; then it commits the whole group and wakes its members. Leaders of
+    different processes queue on a file lock beside the database (``<db>.commit-lock``) before
+    ``BEGIN IMMEDIATE``: the next one is woken the moment the lock is free, where SQLite's busy
+    handler sleeps 1, 2, 5, 10... ms between tries (measured: a p99 of 110 ms at 16 connections).
 
         >>> import tempfile, os
         >>> from statskit.state.sqlite import SQLiteDB
@@ -127,6 +132,18 @@ class CommitBeforeReturn(Generic[Row]):
         self._crowded = False  # the last group had more than one caller: waiting pays
         self.groups = 0  # transactions committed (or tried), for benchmarks and tests
         self.rows = 0
+        self._lock_path = f"{db.path}.commit-lock" if getattr(db, "path", None) else None
+        self._lock_fd = -1
+        self._lock_pid = 0
+
+    def _file_lock(self) -> int:
+        """This process's descriptor of the lock file (reopened after a fork), or -1."""
+        if self._lock_path is None:
+            return -1
+        if self._lock_pid != os.getpid():
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_pid = os.getpid()
+        return self._lock_fd
 
     def commit(self, rows: Sequence[Row]) -> None:
         cond = self._cond
@@ -157,11 +174,18 @@ class CommitBeforeReturn(Generic[Row]):
             self._open = None
             group.closed = True
             self._committing = True
+        locked = -1
         try:
+            locked = self._file_lock()
+            if locked >= 0:
+                fcntl.flock(locked, fcntl.LOCK_EX)  # released at once if this process dies
             with self.db.transaction() as conn:
                 self.write(conn, group.rows)
         except BaseException as exc:
             group.error = exc
+        finally:
+            if locked >= 0:
+                fcntl.flock(locked, fcntl.LOCK_UN)
         with cond:
             self._committing = False
             self._crowded = group.members > 1
@@ -171,3 +195,13 @@ class CommitBeforeReturn(Generic[Row]):
             cond.notify_all()
         if group.error is not None:
             raise group.error
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Nothing is ever buffered: :meth:`commit` returns after its commit."""
+        return True
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return 0

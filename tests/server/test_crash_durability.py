@@ -69,3 +69,19 @@ def test_no_acknowledged_event_is_missing_after_a_crash_or_stop_under_load(tmp_p
     finally:
         server.stop()
         server.kill()
+
+
+def test_an_acknowledged_one_shot_event_survives_kill_9(tmp_path):
+    """POST /event commits before its answer too (it used to wait up to 50 ms in a buffer)."""
+    server = StatskitServer(tmp_path, workers=2, args=["--sinks", "stdout"], own_group=True)
+    server.start()
+    session = requests.Session()
+    acked = 0
+    for i in range(200):  # under [oneshot] maintain_every (256): no scraper, so a clean-up would drop them
+        resp = session.post(f"{server.url}/event?type=deploy&n={i}", timeout=5)
+        if resp.ok:
+            acked += 1
+    server.kill_group()  # at once after the last answer: nothing had time to flush
+    assert acked == 200, resp.text
+    with sqlite3.connect(str(tmp_path / DATABASE_NAME)) as conn:
+        assert conn.execute("SELECT count(*) FROM oneshot_events").fetchone()[0] == 200

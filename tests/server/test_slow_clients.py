@@ -57,7 +57,7 @@ def test_eight_slow_connections_leave_health_and_ingest_answering(tmp_path):
 
 
 def test_a_head_not_sent_in_time_is_a_408_and_a_closed_connection(tmp_path):
-    with StatskitServer(tmp_path, args=["--sinks", "sqlite"], env={"STATSKIT_HEADER_TIMEOUT": "1"}) as server:
+    with StatskitServer(tmp_path, args=["--sinks", "sqlite"], env={"STATSKIT_SERVER_HEADER_TIMEOUT": "1"}) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         with sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\n")
