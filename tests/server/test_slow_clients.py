@@ -81,3 +81,18 @@ def test_a_head_not_sent_in_time_is_a_408_and_a_closed_connection(tmp_path):
                     sock.setblocking(True)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_a_body_not_sent_in_time_is_a_408_and_stores_nothing(tmp_path):
+    with StatskitServer(tmp_path, args=["--sinks", "sqlite"], env={"STATSKIT_SERVER_BODY_TIMEOUT": "1"}) as server:
+        body = b'{"uid": "u", "event": "late", "event_id": "late-1"}'
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with sock:
+            sock.sendall(f"POST /log/event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         f"Authorization: Token {server.token()}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                         + body[:10])
+            answer = sock.recv(65536)  # the server answers once the body is overdue (socket timeout: 10 s)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"request_timeout" in answer
+        got = requests.get(server.url + "/log/event/late-1", headers=server.headers(), timeout=5)
+        assert got.status_code == 404
