@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["harness.py", "bench_client.py", "bench_oneshot.py", "bench_grafana.py", "bench_influxdb.py", "bench_redis.py",
-           "bench_kpi.py"]
+           "bench_kpi.py", "bench_durable.py"]
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
             continue
         print(f"== {name}", flush=True)
         started = time.monotonic()
-        env_args = ["--quick"] if args.quick and name in ("harness.py", "bench_redis.py") else []
+        env_args = ["--quick"] if args.quick and name in ("harness.py", "bench_redis.py", "bench_durable.py") else []
         result = subprocess.run([sys.executable, str(path), *env_args], timeout=900)
         print(f"== {name}: exit {result.returncode} in {time.monotonic() - started:.0f} s\n", flush=True)
         if result.returncode:

@@ -37,6 +37,25 @@ class TooLarge(StatskitError):
     title = "too_large"
 
 
+class RequestTimeout(StatskitError):
+    """The request body did not arrive within ``[server] body_timeout`` (408)."""
+
+    status = 408
+    title = "request_timeout"
+
+
+class StorageFull(StatskitError):
+    """The store cannot write (disk full or unwritable): nothing was stored (507, with
+    Retry-After); reads keep working and writes resume by themselves once it can write."""
+
+    status = 507
+    title = "insufficient_storage"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(StatskitError):
     """A store the request needs is down or busy (503): the request may be retried as it is.
     ``retry_after`` (seconds) becomes the answer's Retry-After header."""
@@ -76,3 +95,15 @@ class NotFound(StatskitError):
 
     status = 404
     title = "not_found"
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """The store cannot write: a full disk, an I/O error, a read-only or vanished file (SQLite's
+    FULL, IOERR, READONLY, CANTOPEN; ENOSPC/EROFS/EDQUOT from a file write). Not a bug, and not
+    the client's fault: a 507 with Retry-After, reads keep working."""
+    import errno
+
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(part in text for part in ("full", "disk i/o", "readonly", "unable to open"))
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any, List, Optional, Sequence
 
-from .errors import Unavailable, is_transient
+from .errors import StorageFull, Unavailable, is_transient
 from .events import Event
 from .sinks import EventReader, Sink, build_sinks
 from .state import StateStore, open_backend
@@ -52,8 +52,10 @@ class Pipeline:
         for sink in self.durable:
             try:
                 sink.emit(events)
-            except Exception:
+            except Exception as exc:
                 self.state.incr("statskit_sink_errors", {"sink": sink.name}, 1)
+                if isinstance(exc, StorageFull):
+                    self.state.incr("statskit_writes_refused", {"reason": "storage_full", "sink": sink.name}, len(events))
                 raise
         for sink in self.others:
             try:

@@ -5,7 +5,7 @@ import zlib
 
 import falcon
 
-from statskit.errors import TooLarge, ValidationError
+from statskit.errors import RequestTimeout, TooLarge, ValidationError
 
 _CHUNK = 64 * 1024
 
@@ -15,7 +15,10 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     length = req.content_length
     if length is not None and length > limit:
         raise TooLarge(f"body of {length} bytes; the limit is {limit}")
-    data = req.bounded_stream.read(limit + 1)
+    try:
+        data = req.bounded_stream.read(limit + 1)
+    except TimeoutError:  # statskit_server.worker.BodyTimeout: past [server] body_timeout
+        raise RequestTimeout("the request body was not received in time") from None
     if len(data) > limit:
         raise TooLarge(f"body over the limit of {limit} bytes")
     encoding = (req.get_header("Content-Encoding") or "identity").strip().lower()

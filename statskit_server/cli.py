@@ -104,7 +104,9 @@ def gunicorn_options(settings: Settings) -> dict:
         "bind": [server.bind],
         "workers": server.workers,
         "threads": server.threads,
-        "worker_class": "gthread" if server.threads > 1 else "sync",
+        # Threads, with the request head read in the main loop: slow or idle clients hold no
+        # thread (statskit_server/worker.py); sync only when asked for (threads = 1).
+        "worker_class": "statskit_server.worker.StatskitWorker" if server.threads > 1 else "sync",
         "timeout": int(server.timeout),
         "graceful_timeout": int(server.graceful_timeout),
         "accesslog": "-" if server.access_log else None,
@@ -148,6 +150,9 @@ def run(settings: Settings) -> None:
         def load(self) -> Any:
             return create_app(settings)
 
+    from . import worker
+
+    worker.configure(settings.server.header_timeout, settings.server.body_timeout)
     # Create the database and its schema once, in the master, before workers race to do it.
     from statskit.pipeline import build_pipeline
 

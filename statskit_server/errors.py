@@ -6,7 +6,7 @@ import re
 
 import falcon
 
-from statskit.errors import StatskitError, Unavailable, is_transient
+from statskit.errors import StatskitError, StorageFull, Unavailable, is_storage_full, is_transient
 
 log = logging.getLogger("statskit.server")
 
@@ -42,6 +42,11 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception
         # and nothing was stored; a 503 tells it (and its retry logic) to try again.
         log.warning("storage unavailable on %s %s: %s", req.method, req.path, exc)
         handle_statskit_error(req, resp, Unavailable("storage busy or unavailable; try again"), params)
+        return
+    if is_storage_full(exc):
+        # A full or unwritable disk under any store (a feature's included): nothing was stored.
+        log.error("storage cannot write on %s %s: %s", req.method, req.path, exc)
+        handle_statskit_error(req, resp, StorageFull("the store cannot write; nothing was stored, try again later"), params)
         return
     log.exception("unexpected error on %s %s", req.method, req.path)
     resp.status = 500

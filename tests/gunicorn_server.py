@@ -34,7 +34,7 @@ class StatskitServer:
     """``statskit-server`` in a subprocess; stdout/stderr go to files in ``data_dir``."""
 
     def __init__(self, data_dir, *, workers: int = 1, args: Optional[List[str]] = None,
-                 env: Optional[Dict[str, str]] = None, port: Optional[int] = None) -> None:
+                 env: Optional[Dict[str, str]] = None, port: Optional[int] = None, own_group: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.workers = workers
@@ -42,6 +42,7 @@ class StatskitServer:
         self.env = dict(env or {})
         self.port = port or free_port()
         self.proc: Optional[subprocess.Popen] = None
+        self.own_group = own_group  # a process group of its own: kill_group() is a kill -9 of all of it
         self.stdout_path = self.data_dir / "server.stdout"
         self.stderr_path = self.data_dir / "server.stderr"
 
@@ -69,7 +70,8 @@ class StatskitServer:
         cmd = [sys.executable, "-m", "statskit_server.cli", "--bind", f"127.0.0.1:{self.port}",
                "--data-dir", str(self.data_dir), "--workers", str(self.workers), *self.args]
         self.proc = subprocess.Popen(cmd, cwd=str(self.data_dir), env=env,
-                                     stdout=open(self.stdout_path, "ab"), stderr=open(self.stderr_path, "ab"))
+                                     stdout=open(self.stdout_path, "ab"), stderr=open(self.stderr_path, "ab"),
+                                     start_new_session=self.own_group)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -113,6 +115,17 @@ class StatskitServer:
             children = [c for c in children if _alive(c)]
             time.sleep(0.02)
 
+    def kill_group(self) -> None:
+        """``kill -9 -PGID``: the master and every worker at once (needs ``own_group=True``)."""
+        assert self.proc is not None and self.own_group
+        children = _children(self.proc.pid)
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while children and time.monotonic() < deadline:
+            children = [c for c in children if _alive(c)]
+            time.sleep(0.02)
+
     def restart(self) -> "StatskitServer":
         self.stop()
         return self.start()
@@ -135,7 +148,7 @@ class StatskitServer:
 
 
 def hold_both_workers(server: "StatskitServer") -> Tuple[socket.socket, socket.socket]:
-    """Two idle connections, one held by each worker: a sync worker that accepted a connection
+    """Two idle connections, one held by each worker of a server started with ``--threads 1``: a sync worker that accepted a connection
     serves nothing else until the request on it is done."""
     first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     time.sleep(0.2)  # let a worker accept it before the second one arrives

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Dict, List, Optional, Set, Tuple
 
 from ..state.sqlite import SQLiteDB
-from ..state.sqlite_writer import GroupCommit
+from ..state.sqlite_writer import CommitBeforeReturn
 from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
 from .store_common import (
     FLUSH_INTERVAL,
@@ -51,12 +51,12 @@ class SQLiteQueue:
     cursors, and both survive restarts. A scrape is one ``BEGIN IMMEDIATE`` transaction, so two
     workers can never hand the same event to the same scraper.
 
-    Posts are group-committed, as the SQLite event sink does: a writer thread per process commits
-    them at most ``flush_interval`` (50 ms) apart, one transaction per batch rather than one per
-    request, which is what keeps ``POST /event`` close to a bare Falcon app. A scrape first
-    commits its own process's posts; another worker's reach it within the interval (at the next
-    scrape at worst, still exactly once). A graceful stop commits everything (:meth:`close`);
-    a crash loses at most the last interval.
+    Posts are durable before the answer, as the SQLite event sink's: :meth:`post` returns once
+    its event is committed (a crash, ``kill -9`` included, loses no acknowledged post); the
+    concurrent posts of a worker's threads share one transaction (group commit waiting at most
+    2 ms for company, and only when posts overlap). A full or unwritable disk raises, which the
+    server answers with a 507 and ``Retry-After``. ``flush_interval`` is kept for callers and
+    no longer used: nothing is buffered.
     """
 
     def __init__(self, db: SQLiteDB, limits: QueueLimits, reporter: Reporter, flush_interval: float = FLUSH_INTERVAL) -> None:
@@ -64,11 +64,10 @@ class SQLiteQueue:
         self.limits = limits
         self.reporter = reporter
         db.ensure_schema(_SCHEMA)
-        self.writer: GroupCommit[Tuple[int, str, float]] = GroupCommit(db, self._write, name="oneshot",
-                                                                      flush_interval=flush_interval)
+        self.writer: CommitBeforeReturn[Tuple[int, str, float]] = CommitBeforeReturn(db, self._write)
 
     def post(self, key: str, value: float, time_ms: int) -> None:
-        self.writer.submit((time_ms, key, value))
+        self.writer.commit([(time_ms, key, value)])
 
     def _write(self, conn: sqlite3.Connection, rows: List[Tuple[int, str, float]]) -> None:
         keys = {key for _, key, _ in rows}

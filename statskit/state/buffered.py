@@ -14,7 +14,7 @@ import threading
 import weakref
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import is_transient
+from ..errors import is_storage_full, is_transient
 from ..logs import RateLimit
 from ..labels import LabelKey, Labels, label_key
 
@@ -90,7 +90,13 @@ class BufferedCounters:
             raise
 
     def counters(self, prefix: str = "") -> List[CounterRow]:
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:
+            # A store that cannot write (full disk) can often still be read: answer with what
+            # it holds (this process's pending increments follow once it can write again).
+            if not is_storage_full(exc):
+                raise
         return self._read(prefix)
 
     def is_transient(self, exc: BaseException) -> bool:

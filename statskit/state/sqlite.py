@@ -107,10 +107,16 @@ class SQLiteDB:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (SQLITE_FULL) leaves the transaction open: roll it back too, or
+            # this connection could never begin another one (recovery once space returns).
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
-        conn.execute("COMMIT")
 
     def ensure_schema(self, sql: str) -> None:
         """Run idempotent DDL once per process."""

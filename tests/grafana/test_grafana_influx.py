@@ -56,7 +56,8 @@ def influx_with_sessions(tmp_path_factory):
     influx = start_real_server(lambda: InfluxDB1(tmp / "influxdb1"))
     try:
         env = {"INFLUXDB_URL": influx.url, "INFLUXDB_API": "v1", "INFLUXDB_DB": DB}
-        server = StatskitServer(tmp / "statskit", workers=2, args=["--sinks", "influxdb"], env=env)
+        # --threads 1: see tests/grafana/test_grafana_e2e.py (POST /write applied after its answer).
+        server = StatskitServer(tmp / "statskit", workers=2, args=["--sinks", "influxdb", "--threads", "1"], env=env)
         with server:
             # Step by step across the sessions, a pause between steps, as browsers send them (a
             # heartbeat interval apart): each worker applies its payloads up to 50 ms after the

@@ -323,10 +323,10 @@ def test_a_series_committed_out_of_order_by_two_workers_still_gets_increasing_ti
     q1 = SQLiteQueue(one.db, LIMITS, Reporter(one), flush_interval=60.0)
     q2 = SQLiteQueue(two.db, LIMITS, Reporter(two))
     q1.scrape("A", 1000)
-    q1.post('{"t":"x"}', 1.0, 5100)  # posted first, but still in worker one's buffer ...
+    # Worker one stamped its request first (5100) but commits it after worker two's later one
+    # (posts are durable, so the commit order is the order posts return in).
     q2.post('{"t":"x"}', 2.0, 5120)
-    q2.flush(5.0)                    # ... when worker two commits its later event
-    q1.flush(5.0)
+    q1.post('{"t":"x"}', 1.0, 5100)
     got = [(d.value, d.time_ms) for now in (6000, 7000) for d in q1.scrape("A", now).deliveries]
     # Prometheus drops a sample older than the series' last one: the late commit goes after it.
     assert got == [(2.0, 5120), (1.0, 5121)]

@@ -58,7 +58,7 @@ def request_200(sock, method, target):
 
 
 def test_posted_on_one_worker_scraped_on_the_other(tmp_path):
-    with StatskitServer(tmp_path, workers=2, args=["--sinks", "stdout"]) as server:
+    with StatskitServer(tmp_path, workers=2, args=["--sinks", "stdout", "--threads", "1"]) as server:
         scrape(server, "prom-a")
         scrape(server, "prom-b")
         for round_ in range(3):

@@ -27,7 +27,7 @@ def metrics_until_settled(server: StatskitServer, expected: float, event: str, t
 
 
 def test_two_workers_answer_metrics_with_the_same_counts(tmp_path):
-    with StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus"]) as server:
+    with StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus", "--threads", "1"]) as server:
         session = requests.Session()
         headers = server.headers()
         for i in range(40):
@@ -99,7 +99,7 @@ def test_an_acknowledged_event_is_readable_by_the_next_request_on_the_other_work
     the other worker's very next request."""
     import json
 
-    with StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus"]) as server:
+    with StatskitServer(tmp_path, workers=2, args=["--sinks", "sqlite,prometheus", "--threads", "1"]) as server:
         headers = server.headers()
         for n in range(3):
             first, second = hold_both_workers(server)

@@ -22,7 +22,11 @@ SESSIONS = "grafana_analytics_sessions_total"
 
 
 def hosts(tmp_path, redis, prefix="e2e"):
-    args = ["--state", "redis", "--redis-url", redis.url, "--sinks", "sqlite,prometheus"]
+# --threads 1 (sync workers): POST /write is applied by each worker's batch thread up to 50 ms
+    # after its answer, so with threaded workers a session's later payload posted to the other
+    # worker overtakes the earlier one more often (seen under load). Not yet durable before
+    # the answer (issue 15).
+    args = ["--state", "redis", "--redis-url", redis.url, "--sinks", "sqlite,prometheus", "--threads", "1"]
     env = {"STATSKIT_REDIS_PREFIX": prefix}
     return [StatskitServer(tmp_path / f"host-{i}", workers=2, args=args, env=env) for i in "ab"]
 
