@@ -70,6 +70,9 @@ def test_prometheus_sees_the_originals_series_and_real_counters(tmp_path, promet
         prom.wait_for('up{job="statskit"} == 1', timeout=30)
         for name in NAMES:
             post(server, example_bytes(name))
+            # Payloads apply in arrival order, by each worker's batch thread (within 50 ms): the
+            # panel sends a session's payloads a heartbeat apart, so keep them apart here too.
+            time.sleep(0.2)
 
         def value(query):
             result = prom.query(query)
