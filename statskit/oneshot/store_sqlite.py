@@ -9,7 +9,6 @@ from ..state.sqlite import SQLiteDB
 from ..state.sqlite_writer import CommitBeforeReturn
 from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
 from .store_common import (
-    FLUSH_INTERVAL,
     MAX_PENDING_REASON,
     SERIES_MEMORY_MS,
     TIMEOUT_REASON,
@@ -55,11 +54,10 @@ class SQLiteQueue:
     its event is committed (a crash, ``kill -9`` included, loses no acknowledged post); the
     concurrent posts of a worker's threads share one transaction (group commit waiting at most
     2 ms for company, and only when posts overlap). A full or unwritable disk raises, which the
-    server answers with a 507 and ``Retry-After``. ``flush_interval`` is kept for callers and
-    no longer used: nothing is buffered.
+    server answers with a 507 and ``Retry-After``.
     """
 
-    def __init__(self, db: SQLiteDB, limits: QueueLimits, reporter: Reporter, flush_interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, db: SQLiteDB, limits: QueueLimits, reporter: Reporter) -> None:
         self.db = db
         self.limits = limits
         self.reporter = reporter

@@ -319,9 +319,7 @@ def test_sqlite_queue_is_shared_by_stores_on_the_same_file_and_survives_reopenin
 def test_a_series_committed_out_of_order_by_two_workers_still_gets_increasing_times(tmp_path):
     path = str(tmp_path / "state.db")
     one, two = SQLiteState(path), SQLiteState(path)
-    # Worker one's writer holds its buffer until flushed (a slow machine must not commit it first).
-    q1 = SQLiteQueue(one.db, LIMITS, Reporter(one), flush_interval=60.0)
-    q2 = SQLiteQueue(two.db, LIMITS, Reporter(two))
+    q1, q2 = SQLiteQueue(one.db, LIMITS, Reporter(one)), SQLiteQueue(two.db, LIMITS, Reporter(two))
     q1.scrape("A", 1000)
     # Worker one stamped its request first (5100) but commits it after worker two's later one
     # (posts are durable, so the commit order is the order posts return in).
