@@ -14,7 +14,6 @@ workers of a host share and that survives restarts).
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import (
     Any,
     Callable,
@@ -30,8 +29,6 @@ from typing import (
 from ..labels import LabelKey, Labels, label_key  # noqa: F401  (re-exported: the state API)
 from ..plugins import entry_points_of, load_group
 from .protocols import KeyedRecords, NumberedLog
-
-log = logging.getLogger("statskit.state")
 
 CounterRow = Tuple[str, LabelKey, float]
 
