@@ -14,6 +14,8 @@ TIMEOUT_REASON = "scraper_timeout"
 # How long a series remembers its newest event time. Later events of it are stamped after that
 # time; only an event held longer than this in a worker's write buffer could be stamped earlier.
 SERIES_MEMORY_MS = 60_000
+# Unused since posts commit before returning; kept because statskit.state.oneshot exported it.
+FLUSH_INTERVAL = 0.05
 
 
 @dataclass

@@ -95,6 +95,7 @@ def test_prometheus_sees_the_originals_series_and_real_counters(tmp_path, promet
         server.restart()  # the original's "counters" dropped to nothing here
         for kind, t in [("start", 0), ("heartbeat", 60), ("end", 90)]:
             post(server, encode(payload("after-restart", kind, t)))
+            time.sleep(0.2)  # apart, as above: they apply in arrival order
         prom.wait_for(f'{DURATION}{{user_login="jdoe"}} == {EXAMPLES_DURATION + 90}', timeout=30)
         assert value(f'{SESSIONS}{{user_login="jdoe"}}') == 2.0
         for name in (SESSIONS, DURATION):

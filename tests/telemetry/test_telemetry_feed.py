@@ -103,13 +103,17 @@ def test_aggregates_and_errors(tmp_path):
 
 
 def test_one_poll_per_pair_whatever_the_subscribers(tmp_path):
-    app, _, _ = make(tmp_path)
+    app, _, store = make(tmp_path)
 
     async def scenario():
         async with testing.ASGIConductor(app) as conductor:
             async with conductor.simulate_ws("/") as node:
                 await node.send_text(HELLO)
                 await node.send_text(profiling(1, 1))
+                for _ in range(400):  # stored first: what is measured is the pushes, not the writer
+                    if store.pair_rows("QmF", "tracing.profiling", ("", 0), 10):
+                        break
+                    await asyncio.sleep(0.05)
                 async with contextlib.AsyncExitStack() as stack:
                     feeds = [await stack.enter_async_context(conductor.simulate_ws("/feed")) for _ in range(40)]
                     for feed in feeds:
