@@ -192,6 +192,8 @@ OPTIONS: list = [
            "peer addresses/CIDRs (or *) whose client_ip_header is believed"),
     Option("server", "client_ip_header", "x-forwarded-for", choice("x-forwarded-for", "x-real-ip"), "CLIENT_IP_HEADER", None,
            "the header trusted proxies name the client in: x-forwarded-for or x-real-ip"),
+    Option("server", "ack", "durable", choice("durable", "fast"), "STATSKIT_ACK", "--ack",
+           "durable: a 2xx comes after the commit that stores it; fast: before (a crash loses the last ~50 ms)"),
     # --- auth
     Option("auth", "secret_key", [], _L, "STATSKIT_SECRET_KEY", "--secret-key",
            "comma-separated token secrets; the first signs, all verify"),
@@ -219,6 +221,8 @@ OPTIONS: list = [
     # --- sinks
     Option("sinks", "enabled", ["sqlite", "stdout", "prometheus"], _L, "STATSKIT_SINKS", "--sinks",
            "sinks events go to, by name (third-party ones through the statskit.sinks entry point)"),
+    Option("sinks", "max_backlog", 1_000_000, _P, None, None,
+           "events a sink fed from the durable log may fall behind before the oldest are skipped (counted)"),
     Option("stdout", "format", "json", choice("json", "logfmt"), "STATSKIT_STDOUT_FORMAT", None, "event log lines: json or logfmt"),
     Option("sqlite", "commit_wait", 0.002, _D, None, None,
            "seconds a request may wait for others to share its commit (only when requests overlap)"),

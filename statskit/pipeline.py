@@ -13,34 +13,54 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import StorageFull, Unavailable, is_transient
 from .events import Event
 from .sinks import EventReader, Sink, build_sinks
+from .sinks.relay import Follower, Relay
+from .sinks.sqlite import SQLiteSink
 from .state import StateStore, open_backend
 
 log = logging.getLogger("statskit.pipeline")
 
 
 class Pipeline:
-    """Sinks plus the state store that counts what happens to events."""
+    """Sinks plus the state store that counts what happens to events.
 
-    def __init__(self, sinks: Sequence[Sink], state: StateStore) -> None:
+    With a durable sink that is also a log (the SQLite store), sinks that can be fed from it
+    (:class:`~statskit.sinks.relay.Follower`: InfluxDB, stdout) are not given events in the
+    request: a relay per sink reads them from the log after its cursor (:meth:`start`)."""
+
+    def __init__(self, sinks: Sequence[Sink], state: StateStore, *, max_backlog: int = 1_000_000) -> None:
         self.sinks: List[Sink] = []
         self.state = state
+        self.max_backlog = max_backlog
         self.readers: List[Any] = []
         self.durable: List[Sink] = []  # whose commit is what a 2xx promises (``durable = True``)
         self.others: List[Sink] = []
+        self.log: Optional[Any] = next((s for s in sinks if getattr(s, "durable", False) and hasattr(s, "read_after")),
+                                       None)
+        self.relays: List[Relay] = []
         for sink in sinks:
             self.add(sink)
 
     def add(self, sink: Sink) -> None:
         """One more sink (a feature's: the KPI event inbox)."""
         self.sinks.append(sink)
-        if isinstance(sink, EventReader):
+        if isinstance(sink, EventReader) and not getattr(sink, "outbox", False):
             self.readers.append(sink)
-        (self.durable if getattr(sink, "durable", False) else self.others).append(sink)
+        if getattr(sink, "durable", False):
+            self.durable.append(sink)
+        elif self.log is not None and isinstance(sink, Follower):
+            self.relays.append(Relay(sink, self.log, self.state, max_backlog=self.max_backlog))
+        else:
+            self.others.append(sink)
+
+    def start(self) -> None:
+        """Start the relays (in each serving process; one of them runs each, see relay.py)."""
+        for relay in self.relays:
+            relay.start()
 
     def ingest(self, events: Sequence[Event]) -> None:
         """Give ``events`` to every sink, durable ones first.
@@ -49,6 +69,8 @@ class Pipeline:
         acknowledged, and no other sink has seen the events, so a retry does not count them
         twice). Any other sink that raises is counted and logged; the others and the caller
         carry on (stats-service swallowed such errors silently)."""
+        if len(events) > 1:
+            distinct_times(events)
         for sink in self.durable:
             try:
                 sink.emit(events)
@@ -107,22 +129,54 @@ class Pipeline:
         return name
 
     def flush(self, timeout: Optional[float] = None) -> None:
-        self._each("flush", timeout)
+        """Write what is buffered; deliver what the log holds to the sinks fed from it."""
+        self._each("flush", timeout, self.durable + self.others)
+        self._each("drain", timeout, self.relays)
         self.state.flush()
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Flush and close every sink within ``timeout`` seconds in all."""
-        self._each("close", timeout)
+        """Flush and close every sink within ``timeout`` seconds in all (the relays deliver what
+        they can in that time; the rest waits in the log for the next start)."""
+        self._each("close", timeout, self.durable + self.others)
+        self._each("close", timeout, self.relays)
+        self._each("close", timeout, [r.sink for r in self.relays])
         self.state.close()
 
-    def _each(self, method: str, timeout: Optional[float]) -> None:
+    def _each(self, method: str, timeout: Optional[float], sinks: Sequence[Any]) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        for sink in self.sinks:
+        for sink in sinks:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 getattr(sink, method)(left)
             except Exception as exc:
-                log.error("sink %s failed to %s: %s", sink.name, method, exc)
+                log.error("sink %s failed to %s: %s", getattr(sink, "name", None) or sink.sink.name, method, exc)
+
+
+def distinct_times(events: Sequence[Event]) -> None:
+    """Give the events of one batch that share a series and a time distinct times, 1 ns apart.
+
+    InfluxDB keeps ONE point per series (measurement and non-empty tags) and timestamp, and the
+    events of a request share their receive time: 500 page views from 97 users would be stored
+    as 97 points. Doing it once, before anything stores the batch, gives every sink the same
+    times, so a point sent again from the durable log overwrites itself instead of a neighbour.
+    Two events with the same id are one event sent twice: they keep their time.
+
+        >>> from statskit.events import parse_items
+        >>> a, b = parse_items([{"uid": "u1", "event": "view"}, {"uid": "u1", "event": "view"}])
+        >>> distinct_times([a, b]); b.time_ns - a.time_ns
+        1
+    """
+    seen: Dict[Tuple[Any, ...], str] = {}
+    for event in events:
+        series = (event.measurement, *sorted((k, v) for k, v in event.tags.items() if v and k))
+        time_ns = event.time_ns
+        other = seen.setdefault((series, time_ns), event.id)
+        while other != event.id:
+            time_ns += 1
+            other = seen.setdefault((series, time_ns), event.id)
+        if time_ns != event.time_ns:
+            event.time_ns = time_ns
+            event._json = None
 
 
 def build_pipeline(settings: Any, state: Optional[StateStore] = None) -> Pipeline:
@@ -130,4 +184,7 @@ def build_pipeline(settings: Any, state: Optional[StateStore] = None) -> Pipelin
     if state is None:
         state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval,
                              settings.state)
-    return Pipeline(build_sinks(settings.sinks.enabled, settings, state), state)
+    sinks = build_sinks(settings.sinks.enabled, settings, state)
+    if any(isinstance(s, Follower) for s in sinks) and not any(getattr(s, "durable", False) for s in sinks):
+        sinks.insert(0, SQLiteSink.outbox_from_settings(settings, state))  # the durable log they follow
+    return Pipeline(sinks, state, max_backlog=settings.sinks.max_backlog)

@@ -29,6 +29,7 @@ from statskit.config import Settings, load_settings
 from statskit.feature import Context, Feature, load_features
 from statskit.metrics import MetricSource, StateMetrics
 from statskit.pipeline import Pipeline, build_pipeline
+from statskit.sinks.relay import BacklogMetrics
 from statskit.plugins import entry_points_of
 from statskit.state import StateStore, open_backend
 
@@ -104,7 +105,10 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
     for feature in load_features():
         if feature.enabled(settings):
             _mount_feature(app, feature, ctx, web, runtime)
+    if pipeline.relays:
+        runtime.metric_sources.append(BacklogMetrics(pipeline.relays))
     metrics.mount(app, runtime.metric_sources, web)
+    pipeline.start()  # after every feature added its sinks: the relays feed them from the log
     app.statskit = runtime
     with _lock:
         _runtimes.add(runtime)

@@ -91,7 +91,7 @@ class KpiFeature:
                                   lock_retry=conf.lock_retry, legacy_state_dir=conf.legacy_state_dir,
                                   events=conf.events, parse=parse)
             if conf.events:
-                # In the request, after the event store: a 2xx means the event is in kpi.db too.
+                # Fed from the durable event log (exactly once, see kpi/events.py).
                 ctx.pipeline.add(EventInbox(db, conf.event_names))
             processor.start()
         service = KpiService(db, processor)

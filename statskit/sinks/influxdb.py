@@ -58,7 +58,7 @@ from ..events import Event, id_time
 from ..worker import BatchWorker, RetryableError
 from .influxdb_http import Rejected, V1Writer, V2Writer
 from .influxql import InfluxQLReader
-from .lineprotocol import to_lines
+from .lineprotocol import to_line, to_lines
 
 __all__ = ["InfluxDBSink", "Rejected", "V1Writer", "V2Writer"]
 
@@ -132,7 +132,26 @@ class InfluxDBSink:
         return cls(writer, state, batch_size=cfg.batch_size, flush_interval=cfg.flush_interval,
                    max_buffer=cfg.max_buffer, table_name=cfg.table_name, read_events=cfg.read_events)
 
-    # -- writing ---------------------------------------------------------------------------
+    # -- fed from the durable log (statskit.sinks.relay; the server's way) ---------------------
+
+    @property
+    def relay_batch(self) -> int:
+        return self.worker.batch_size
+
+    @property
+    def relay_interval(self) -> float:
+        return self.flush_interval
+
+    def prepare(self, events: Sequence[Event]) -> List[str]:
+        """Lines for ``events`` as stored: their times are already distinct per series
+        (``Pipeline.ingest``), so a batch sent again writes the same points."""
+        return [to_line(e) for e in events]
+
+    def send(self, batch: List[str]) -> None:
+        """Write ``batch`` now (RetryableError while InfluxDB is down: the relay retries)."""
+        self._send(batch)
+
+    # -- writing from the request (a library pipeline without a durable log) -----------------
 
     def emit(self, events: Sequence[Event]) -> None:
         """Format and queue; never waits for InfluxDB. Lines past ``max_buffer`` are dropped."""

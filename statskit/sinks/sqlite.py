@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -27,7 +27,7 @@ from ..events import Event
 from ..logs import RateLimit
 from ..state import store_for
 from ..state.sqlite import SQLiteDB, database_path
-from ..state.sqlite_writer import CommitBeforeReturn
+from ..state.sqlite_writer import group_commit
 
 log = logging.getLogger("statskit.sinks.sqlite")
 _full_log = RateLimit(10.0)
@@ -44,26 +44,46 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
 CREATE INDEX IF NOT EXISTS events_uid ON events (uid, time_ns);
 CREATE INDEX IF NOT EXISTS events_event ON events (event, time_ns);
+CREATE TABLE IF NOT EXISTS sink_cursors (
+    sink    TEXT PRIMARY KEY,   -- a sink fed from this log (statskit.sinks.relay)
+    seq     INTEGER NOT NULL    -- the last event it confirmed stored
+);
 """
 
 
 class SQLiteSink:
+    """The event store, and the durable log the other sinks are fed from (``seq`` order).
+
+    ``outbox=True`` (InfluxDB or stdout enabled without the ``sqlite`` sink): the same table, kept
+    only until every sink fed from it has confirmed its events, and not read by ``GET /log/...``.
+    """
+
     name = "sqlite"
     durable = True  # the pipeline's durable copy: its failure fails the request (see Pipeline.ingest)
 
-    def __init__(self, db: SQLiteDB, retention_days: float = 0.0, commit_wait: float = 0.002) -> None:
+    def __init__(self, db: SQLiteDB, retention_days: float = 0.0, commit_wait: float = 0.002, *,
+                 outbox: bool = False, ack: str = "durable") -> None:
         self.db = db
         self.db.ensure_schema(SCHEMA)
+        self.outbox = outbox
         self.retention_ns = int(retention_days * 86400e9)
         self._next_purge = 0.0
-        self.group: CommitBeforeReturn[tuple] = CommitBeforeReturn(db, self._insert, wait=commit_wait)
+        self.followers: List[str] = []  # names of the sinks fed from this log (their cursors bound trimming)
+        self.group = group_commit(db, self._insert, ack=ack, wait=commit_wait)
 
     @classmethod
     def from_settings(cls, settings: Any, state: Any) -> "SQLiteSink":
         # Share the state's database when there is one: one file, one WAL, one set of connections.
         own = lambda _: SQLiteDB(database_path(settings.server.data_dir))  # noqa: E731  (per host)
         db = store_for(state, {"sqlite": lambda backend: backend.db}, own)
-        return cls(db, settings.sqlite.retention_days, settings.sqlite.commit_wait)
+        return cls(db, settings.sqlite.retention_days, settings.sqlite.commit_wait, ack=settings.server.ack)
+
+    @classmethod
+    def outbox_from_settings(cls, settings: Any, state: Any) -> "SQLiteSink":
+        """The log alone, for sinks fed from it when the ``sqlite`` sink is not enabled."""
+        sink = cls.from_settings(settings, state)
+        sink.outbox, sink.retention_ns = True, 0
+        return sink
 
     def emit(self, events: Sequence[Event]) -> None:
         """Return once ``events`` are committed (raises when they cannot be: nothing stored)."""
@@ -81,7 +101,59 @@ class SQLiteSink:
         conn.executemany("INSERT OR IGNORE INTO events (id, time_ns, uid, event, data) VALUES (?, ?, ?, ?, ?)", rows)
         if self.retention_ns and time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + 600
-            conn.execute("DELETE FROM events WHERE time_ns < ?", (time.time_ns() - self.retention_ns,))
+            self._delete(conn, "time_ns < ?", time.time_ns() - self.retention_ns)
+
+    def _delete(self, conn: sqlite3.Connection, where: str, arg: int) -> None:
+        """Delete old events, never one a sink fed from the log has not confirmed, and never the
+        newest row: ``seq`` is max + 1 (no AUTOINCREMENT), so an emptied table would hand out
+        numbers again that the cursors have passed."""
+        sql = f"DELETE FROM events WHERE {where} AND seq < (SELECT max(seq) FROM events)"
+        args: List[int] = [arg]
+        if self.followers:
+            marks = ", ".join("?" * len(self.followers))
+            sql += f" AND seq <= (SELECT coalesce(min(seq), 0) FROM sink_cursors WHERE sink IN ({marks}))"
+            args += self.followers  # type: ignore[arg-type]
+        conn.execute(sql, args)
+
+    # -- the durable log the other sinks follow (statskit.sinks.relay) -------------------------
+
+    def follow(self, name: str) -> None:
+        """Register a sink fed from this log. A new one starts at the log's end: at start-up, before
+        this process accepts an event, so nothing acknowledged from now on is skipped."""
+        if name not in self.followers:
+            self.followers.append(name)
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO sink_cursors (sink, seq) VALUES (?, "
+                         "(SELECT coalesce(max(seq), 0) FROM events))", (name,))
+
+    def cursor(self, name: str) -> int:
+        row = self.db.connection().execute("SELECT seq FROM sink_cursors WHERE sink = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        """``name`` has stored every event up to ``seq``; in outbox mode, trim what all have."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE sink_cursors SET seq = max(seq, ?) WHERE sink = ?", (seq, name))
+            if self.outbox:
+                self._delete(conn, "seq <= ?", seq)
+
+    def last_seq(self) -> int:
+        return int(self.db.connection().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    def read_after(self, seq: int, limit: int) -> List[Tuple[int, Event]]:
+        """Up to ``limit`` events after ``seq``, in log order, with their numbers."""
+        rows = self.db.connection().execute("SELECT seq, time_ns, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                            (seq, limit)).fetchall()
+        out = []
+        for seq_, time_ns, data in rows:
+            event = Event.from_dict(orjson.loads(data))
+            event.time_ns = time_ns  # exact: the JSON keeps microseconds, the column nanoseconds
+            out.append((seq_, event))
+        return out
+
+    def count_between(self, after: int, upto: int) -> int:
+        return int(self.db.connection().execute("SELECT count(*) FROM events WHERE seq > ? AND seq <= ?",
+                                                (after, upto)).fetchone()[0])
 
     def get(self, event_id: str) -> Optional[Event]:
         row = self.db.connection().execute("SELECT data FROM events WHERE id = ?", (event_id,)).fetchone()
@@ -105,7 +177,7 @@ class SQLiteSink:
         return self.db.connection().execute("SELECT count(*) FROM events").fetchone()[0]
 
     def flush(self, timeout: Optional[float] = None) -> None:
-        pass  # nothing is buffered: emit commits
+        self.group.flush(timeout)  # nothing with ack = durable: emit commits
 
     def close(self, timeout: Optional[float] = None) -> None:
-        pass  # nothing is buffered; the database's connections are closed by its owner
+        self.group.close(timeout)  # the database's connections are closed by its owner

@@ -31,23 +31,34 @@ def logfmt_line(event: Event) -> str:
 
 
 class StdoutSink:
-    """Lines are formatted in the request and written by a background thread at most
-    ``flush_interval`` apart: one ``write`` per batch, not per request (a system call costs as
-    much as the rest of a small request). A full queue writes inline rather than drop."""
+    """In the server, lines are written from the durable event log by a relay (at most
+    ``flush_interval`` apart, one ``write`` per batch; after a crash, lines not yet confirmed are
+    written again). Given events directly (``emit``, a library pipeline without a log), lines
+    are formatted in the call and written by a background thread: one ``write`` per batch, not
+    per request (a system call costs as much as the rest of a small request). A full queue
+    writes inline rather than drop."""
 
     name = "stdout"
+    relay_batch = 2000  # fed from the durable log (statskit.sinks.relay): lines per write at most
 
     def __init__(self, fmt: str = "json", fd: int = 1, flush_interval: float = 0.05) -> None:
         if fmt not in ("json", "logfmt"):
             raise ValueError(f"[stdout] format must be json or logfmt, not {fmt!r}")
         self.format_line = json_line if fmt == "json" else logfmt_line
         self.fd = fd
+        self.relay_interval = flush_interval
         self.writer = BatchWorker(self._write, max_queue=100_000, batch_size=2000, max_latency=flush_interval,
                                   max_retries=3, name="statskit-stdout-writer")
 
     @classmethod
     def from_settings(cls, settings: Any, state: Any) -> "StdoutSink":
         return cls(settings.stdout.format)
+
+    def prepare(self, events: Sequence[Event]) -> List[str]:
+        return [self.format_line(e) for e in events]
+
+    def send(self, lines: List[str]) -> None:
+        write_lines(self.fd, lines)
 
     def emit(self, events: Sequence[Event]) -> None:
         lines = [self.format_line(e) for e in events]

@@ -1,7 +1,13 @@
-"""Group commit for the SQLite stores that write from the request path: the threads of a
-worker share one transaction, and each returns only once the commit holding its rows is done
-(:class:`CommitBeforeReturn`). A commit costs far more than the rows in it, so sharing it is
-what keeps a durable acknowledgement close to a bare Falcon app's rate.
+"""Group commit for the SQLite stores that write from the request path, chosen once by
+``[server] ack`` (:func:`group_commit`):
+
+* ``durable`` (default): the threads of a worker share one transaction, and each returns only
+  once the commit holding its rows is done (:class:`CommitBeforeReturn`). A commit costs far
+  more than the rows in it, so sharing it is what keeps a durable acknowledgement close to a
+  bare Falcon app's rate.
+* ``fast``: rows are queued and committed by a background thread at most ``FAST_WAIT`` seconds
+  later (:class:`CommitInBackground`); the request does not wait, and a killed process loses
+  what it acknowledged in that window.
 """
 from __future__ import annotations
 
@@ -10,7 +16,10 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Generic, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Generic, List, Optional, Sequence, TypeVar, Union
+
+from ..errors import RetryableError, is_storage_full, is_transient
+from ..worker import BatchWorker
 
 
 Row = TypeVar("Row")
@@ -135,3 +144,58 @@ class CommitBeforeReturn(Generic[Row]):
 
     def __len__(self) -> int:
         return 0
+
+
+FAST_WAIT = 0.05  # ack = fast: the longest a row waits in memory for its commit
+FAST_QUEUE = 100_000  # rows waiting at most; past it a request commits its own rows (and may fail)
+
+
+class CommitInBackground(Generic[Row]):
+    """``ack = fast``: :meth:`commit` queues rows and returns; a thread commits them in groups.
+
+    A store that cannot write (locked, a full disk) is retried for as long as it takes while
+    the queue fills; once it is full, callers commit their own rows inline, so a request fails
+    (507/503) instead of being acknowledged for rows that have nowhere to go."""
+
+    def __init__(self, db: Any, write: Callable[[sqlite3.Connection, List[Row]], None], *,
+                 wait: float = FAST_WAIT, max_queue: int = FAST_QUEUE) -> None:
+        self.db = db
+        self.write = write
+        self.worker = BatchWorker(self._send, max_queue=max_queue, batch_size=5000, max_latency=wait,
+                                  max_retries=None, backoff=0.05, max_backoff=2.0, name="statskit-sqlite-commit")
+
+    def commit(self, rows: Sequence[Row]) -> None:
+        taken = self.worker.submit_many(rows)
+        if taken < len(rows):
+            self._commit_now(list(rows[taken:]))
+
+    def _commit_now(self, rows: List[Row]) -> None:
+        with self.db.transaction() as conn:
+            self.write(conn, rows)
+
+    def _send(self, rows: List[Row]) -> None:
+        try:
+            self._commit_now(rows)
+        except sqlite3.OperationalError as exc:
+            if is_transient(exc) or is_storage_full(exc):
+                raise RetryableError(str(exc)) from exc
+            raise
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        return self.worker.flush(timeout)
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        return self.worker.close(timeout)
+
+    def __len__(self) -> int:
+        return len(self.worker)
+
+
+def group_commit(db: Any, write: Callable[[sqlite3.Connection, List[Row]], None], *, ack: str = "durable",
+                 wait: float = 0.002) -> Union[CommitBeforeReturn[Row], CommitInBackground[Row]]:
+    """The writer ``[server] ack`` asks for: ``durable`` (commit before the answer) or ``fast``."""
+    if ack == "fast":
+        return CommitInBackground(db, write)
+    if ack != "durable":
+        raise ValueError(f"[server] ack must be durable or fast, not {ack!r}")
+    return CommitBeforeReturn(db, write, wait=wait)

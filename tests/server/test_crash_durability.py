@@ -2,10 +2,11 @@
 under load; every event answered 2xx is in SQLite after the restart."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
-from typing import List
+from typing import Any, List
 
 import pytest
 import requests
@@ -85,3 +86,51 @@ def test_an_acknowledged_one_shot_event_survives_kill_9(tmp_path):
     assert acked == 200, resp.text
     with sqlite3.connect(str(tmp_path / DATABASE_NAME)) as conn:
         assert conn.execute("SELECT count(*) FROM oneshot_events").fetchone()[0] == 200
+
+
+def _influx_ids(influx: Any) -> List[str]:
+    return [p["event_id"] for p in influx.points("crash", "analytics")]
+
+
+@pytest.mark.parametrize("how, outage", [("kill -9", False), ("kill -9", True), ("SIGTERM", True)])
+def test_influxdb_and_stdout_get_every_acknowledged_event_after_a_crash_or_stop(influxdb1, tmp_path, how, outage):
+    """They are fed from the durable log with a cursor: after the restart they resume where
+    they had confirmed, during an InfluxDB outage too; a point sent twice is stored once."""
+    env = {"INFLUXDB_URL": influxdb1.url, "INFLUXDB_API": "v1", "INFLUXDB_DB": "crash"}
+    server = StatskitServer(tmp_path, workers=2, env=env, own_group=True,
+                            args=["--sinks", "sqlite,stdout,prometheus,influxdb"])
+    server.start()
+    if outage:
+        influxdb1.stop()
+    stop = threading.Event()
+    acked: List[str] = []
+    loaders = [threading.Thread(target=_load, args=(server, stop, acked, n), daemon=True) for n in range(4)]
+    try:
+        for thread in loaders:
+            thread.start()
+        time.sleep(2.5)
+        server.kill_group() if how == "kill -9" else server.stop()
+    finally:
+        stop.set()
+        for thread in loaders:
+            thread.join(10)
+    assert len(acked) > 300
+    if outage:
+        influxdb1.start()
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stored = set(_influx_ids(influxdb1))
+            if stored >= set(acked):
+                break
+            time.sleep(0.5)
+        missing = set(acked) - stored
+        assert not missing, f"{len(missing)} of {len(acked)} acknowledged events missing from InfluxDB"
+        ids = _influx_ids(influxdb1)
+        assert len(ids) == len(set(ids))  # re-sent points overwrote themselves
+        lines = {json.loads(line)["event_id"] for line in server.stdout().splitlines() if line.startswith('{"msg":"event"')}
+        assert set(acked) <= lines, f"{len(set(acked) - lines)} acknowledged events have no stdout line"
+    finally:
+        server.stop()
+        server.kill()

@@ -1,0 +1,268 @@
+"""Sinks fed from the durable event log, each from its own cursor.
+
+A request is acknowledged once its events are committed to the log (the SQLite event table,
+:class:`~statskit.sinks.sqlite.SQLiteSink`). Sinks that write somewhere else (InfluxDB, stdout,
+a third party's) do not get the events from the request: a :class:`Relay` reads the log after
+the sink's cursor, hands the events to the sink, and moves the cursor once the sink says they
+are stored. So a crash, a restart or an outage of the sink loses nothing acknowledged: the
+relay starts again from the cursor. Delivery is at least once: what was sent but not yet
+confirmed when a process died is sent again (InfluxDB stores a re-sent point once, since it has
+the same series and time; a stdout line may repeat, with its ``event_id``).
+
+One process of a host runs each relay (an exclusive ``flock`` beside the database); when it
+dies, another worker takes over within ``LOCK_RETRY`` seconds.
+
+A sink is fed from the log when it has ``prepare`` and ``send`` (a :class:`Follower`):
+
+    >>> import os, tempfile
+    >>> from statskit.state.sqlite import SQLiteDB
+    >>> from statskit.sinks.sqlite import SQLiteSink
+    >>> from statskit.state.memory import MemoryState
+    >>> from statskit.events import parse_items
+    >>> class Printer:
+    ...     name, relay_batch, relay_interval = "printer", 100, 0.01
+    ...     def prepare(self, events): return [e.event for e in events]
+    ...     def send(self, batch): print(batch)
+    >>> log = SQLiteSink(SQLiteDB(os.path.join(tempfile.mkdtemp(), "log.db")))
+    >>> relay = Relay(Printer(), log, MemoryState())
+    >>> log.emit(parse_items([{"uid": "u1", "event": "signup"}]))
+    >>> relay.drain(5.0)
+    ['signup']
+    True
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from typing import Any, Iterator, List, Optional, Protocol, Sequence, runtime_checkable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..errors import RetryableError
+from ..events import Event
+from ..logs import RateLimit
+
+log = logging.getLogger("statskit.sinks.relay")
+
+LOCK_RETRY = 1.0  # seconds between two tries to become the process that runs a relay
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 600.0
+
+
+@runtime_checkable
+class Follower(Protocol):
+    """A sink fed from the durable log: ``send(prepare(events))`` returns once they are stored.
+
+    ``send`` raises :class:`~statskit.errors.RetryableError` when the backend is down: the same
+    batch is sent again later (it may remove from the list what it did store first). Any other
+    exception gives the batch up (counted as ``rejected``)."""
+
+    name: str
+    relay_batch: int  # events per delivery at most
+    relay_interval: float  # seconds between deliveries while the log has less than a batch
+
+    def prepare(self, events: Sequence[Event]) -> List[Any]: ...
+
+    def send(self, batch: List[Any]) -> None: ...
+
+
+class Relay:
+    """Feeds one :class:`Follower` from ``log`` (see the module docstring)."""
+
+    def __init__(self, sink: Follower, log: Any, state: Any, *, max_backlog: int = 1_000_000,
+                 lock_retry: float = LOCK_RETRY) -> None:
+        self.sink = sink
+        self.log = log
+        self.state = state
+        self.max_backlog = max_backlog
+        self.lock_retry = lock_retry
+        self.batch = max(1, int(getattr(sink, "relay_batch", 1000)))
+        self.interval = float(getattr(sink, "relay_interval", 0.1))
+        self._lock_path = f"{log.db.path}.relay-{sink.name}.lock"
+        self._lock_fd = -1
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._mutex = threading.Lock()  # one delivery at a time: the thread's, or drain()'s
+        self._failing = False
+        self._log_failure = RateLimit(10.0)
+        log.follow(sink.name)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None or self._thread.pid != os.getpid():  # type: ignore[attr-defined]
+            thread = threading.Thread(target=self._run, name=f"statskit-relay-{self.sink.name}", daemon=True)
+            thread.pid = os.getpid()  # type: ignore[attr-defined]
+            self._thread = thread
+            thread.start()
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Stop the thread, then deliver what the log holds (if this process runs the relay) for
+        at most ``timeout`` seconds. What is left stays in the log for the next start."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and getattr(thread, "pid", 0) == os.getpid():
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        drained = self.drain(left) if self._holds_lock() else True
+        self._release()
+        return drained
+
+    def drain(self, timeout: Optional[float] = None) -> bool:
+        """Deliver until the log's end; False when ``timeout`` ran out first (or another process
+        runs this relay)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._take_lock():
+            return False
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if not self._mutex.acquire(timeout=-1 if left is None else left):
+                return False  # the thread is stuck in a write
+            try:
+                moved = self._deliver_once(give_up_at=deadline)
+            finally:
+                self._mutex.release()
+            if moved is None:
+                return False  # failing, and out of time
+            if moved < self.batch and self.log.cursor(self.sink.name) >= self.log.last_seq():
+                return True
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._take_lock():
+                self._stop.wait(self.lock_retry)
+                continue
+            try:
+                with self._mutex:
+                    moved = self._deliver_once(give_up_at=None)
+            except Exception:  # the log itself failed (disk gone, locked past its timeout): try later
+                log.exception("relay to %s: reading the event log failed", self.sink.name)
+                moved = 0
+            if moved is None or moved < self.batch:
+                self._wake.wait(self.interval)
+                self._wake.clear()
+
+    def _deliver_once(self, give_up_at: Optional[float]) -> Optional[int]:
+        """Send one batch after the cursor and move the cursor. How many events it moved past,
+        or None when the sink kept failing until ``give_up_at`` (or the relay is stopping)."""
+        name = self.sink.name
+        cursor = self.log.cursor(name)
+        own = getattr(self.sink, "position", None)
+        if own is not None:  # the sink keeps its cursor with its data: it knows best what it has
+            cursor = max(cursor, own() or 0)
+        cursor = self._bounded(cursor)
+        rows = self.log.read_after(cursor, self.batch)
+        if not rows:
+            return 0
+        events = [event for _, event in rows]
+        if not self._send(events, rows[-1][0], give_up_at):
+            return None
+        self.log.set_cursor(name, rows[-1][0])
+        return len(rows)
+
+    def _send(self, events: List[Event], upto: int, give_up_at: Optional[float]) -> bool:
+        batch = self.sink.prepare(events)
+        send_at = getattr(self.sink, "send_at", None)
+        attempt = 0
+        while True:
+            try:
+                if send_at is not None:
+                    send_at(batch, upto)  # stores the batch and its cursor in one transaction
+                else:
+                    self.sink.send(batch)
+            except RetryableError as exc:
+                attempt += 1
+                delay = (min(exc.retry_after, MAX_RETRY_AFTER) if exc.retry_after is not None
+                         else random.uniform(0, min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1))))
+                self._failed(exc)
+                if give_up_at is None:  # the thread: until it works, or the relay stops
+                    if self._stop.wait(delay):
+                        return False
+                elif time.monotonic() + delay > give_up_at:  # drain(): within its time
+                    return False
+                else:
+                    time.sleep(delay)
+                continue
+            except Exception as exc:  # a bug, not the backend: give the batch up and say why
+                self.state.incr("statskit_sink_dropped", {"sink": self.sink.name, "reason": "rejected"}, len(events))
+                log.error("relay to %s: gave up %d events: %s: %s", self.sink.name, len(events),
+                          exc.__class__.__name__, exc, exc_info=True)
+                return True
+            if self._failing:
+                self._failing = False
+                log.warning("relay to %s: writes work again", self.sink.name)
+            return True
+
+    def _failed(self, exc: Exception) -> None:
+        self._failing = True
+        if self._log_failure.allow("failed"):
+            log.warning("relay to %s: write failed, retrying (%s); %d events behind (%d more failures not logged)",
+                        self.sink.name, exc, self.backlog(), self._log_failure.suppressed("failed"))
+
+    def _bounded(self, cursor: int) -> int:
+        """The cursor, moved on when the sink is more than ``max_backlog`` events behind: the
+        oldest are skipped, counted and logged, so a sink down for days cannot fill the disk."""
+        last = self.log.last_seq()
+        if last - cursor <= self.max_backlog:
+            return cursor
+        target = last - self.max_backlog
+        skipped = self.log.count_between(cursor, target)
+        self.log.set_cursor(self.sink.name, target)
+        if skipped:
+            self.state.incr("statskit_sink_dropped", {"sink": self.sink.name, "reason": "backlog_full"}, skipped)
+            log.error("relay to %s: %d events behind, over [sinks] max_backlog = %d: skipped the oldest %d",
+                      self.sink.name, last - cursor, self.max_backlog, skipped)
+        return target
+
+    def backlog(self) -> int:
+        """Events in the log this sink has not confirmed (a gauge in /metrics)."""
+        return max(0, self.log.last_seq() - self.log.cursor(self.sink.name))
+
+    # -- the lock that makes one process per host run the relay ------------------------------
+
+    def _take_lock(self) -> bool:
+        if self._holds_lock():
+            return True
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd, self._lock_pid = fd, os.getpid()
+        return True
+
+    def _holds_lock(self) -> bool:
+        # A forked child inherits the descriptor but must not think it holds the lock.
+        return self._lock_fd >= 0 and getattr(self, "_lock_pid", 0) == os.getpid()
+
+    def _release(self) -> None:
+        if self._holds_lock():
+            os.close(self._lock_fd)  # closing the last descriptor releases the flock
+        self._lock_fd = -1
+
+
+class BacklogMetrics:
+    """``statskit_sink_backlog_events{sink}``: events in the log a relay's sink has not confirmed."""
+
+    def __init__(self, relays: Sequence[Relay]) -> None:
+        self.relays = list(relays)
+
+    def collect(self, scrape: Any) -> Iterator[Metric]:
+        family = GaugeMetricFamily("statskit_sink_backlog_events",
+                                   "Events in the durable log a sink fed from it has not confirmed stored.",
+                                   labels=["sink"])
+        for relay in self.relays:
+            family.add_metric([relay.sink.name], relay.backlog())
+        yield family
