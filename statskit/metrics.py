@@ -99,7 +99,7 @@ describe("statskit_events_rejected", "counter",
 describe("statskit_http_requests", "counter", "HTTP requests answered, by route, method and status.")
 describe("statskit_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route and method.")
 describe("statskit_sink_errors", "counter", "Failures of a sink to take, write or read events.")
-describe("statskit_sink_dropped", "counter", "Events a sink gave up on (buffer full or retries exhausted).")
+describe("statskit_sink_dropped", "counter", "Events a sink gave up on (buffer full, refused, or skipped past [sinks] max_backlog).")
 describe("statskit_sink_written", "counter", "Events a buffering sink wrote to its backend.")
 
 

@@ -39,7 +39,7 @@ class SessionTracker:
 
     def __init__(self, state: StateStore, cache: SessionCache, *, timeout: float = 0.0, user_metrics: bool = True,
                  log: Any = None, point_sinks: Sequence[Any] = (), point_variables: bool = True,
-                 max_latency: float = 0.05, max_queue: int = 100_000) -> None:
+                 max_latency: float = 0.05, max_queue: int = 100_000, journal: Any = None) -> None:
         self.state = state
         self.cache = cache
         self.timeout = timeout
@@ -51,20 +51,34 @@ class SessionTracker:
         self.max_queue = max_queue
         self._worker: Optional[Worker] = None
         self._worker_lock = threading.Lock()  # gthread workers: one applier thread per process
+        self.journal = journal  # a PayloadJournal: submit(body=...) is durable before it returns
+        if journal is not None:
+            journal.apply = self._apply_batch
+            journal.start()  # payloads a crash left in the journal are applied without waiting for new ones
 
     @classmethod
     def from_settings(cls, settings: Any, state: StateStore, sinks: Sequence[Any] = ()) -> "SessionTracker":
         """The tracker ``[grafana]`` describes: cache backend from the state store's type, the
         session log on stdout, points to the InfluxDB sinks among ``sinks``."""
+        from ..state import store_for
+        from ..state.sqlite import SQLiteDB, database_path
+        from .decoding import decode_payload
+        from .journal import PayloadJournal
         from .sessionlog import SessionLog
         from .stores import open_session_cache
 
         g = settings.grafana
         cache = open_session_cache(state, g.max_cache_size, g.idle_timeout)
         influx = [s for s in sinks if getattr(s, "name", None) == "influxdb"]
+        # The journal is on the host's disk: the state's database, or one of its own beside a shared
+        # store. None with the memory backend (one process, nothing durable: the queue in memory).
+        db = store_for(state, {"sqlite": lambda backend: backend.db, "memory": lambda backend: None},
+                       lambda _: SQLiteDB(database_path(settings.server.data_dir)))
+        journal = None if db is None else PayloadJournal(db, lambda items: None, decode=decode_payload,
+                                                         commit_wait=settings.sqlite.commit_wait)
         return cls(state, cache, timeout=g.session_timeout, user_metrics=not g.disable_user_metrics,
                    log=SessionLog.from_settings(settings), point_sinks=influx,
-                   point_variables=not g.disable_variable_log)
+                   point_variables=not g.disable_variable_log, journal=journal)
 
     # -- applying ----------------------------------------------------------------------
 
@@ -102,8 +116,12 @@ class SessionTracker:
             self._emit_points(items, done)
         return done
 
-    def submit(self, payload: Payload, now: Optional[float] = None) -> None:
-        """Queue a payload for the background thread (a full queue applies it here instead)."""
+    def submit(self, payload: Payload, now: Optional[float] = None, body: Optional[bytes] = None) -> None:
+        """Journal a payload (``body``, as posted) and return once that is committed; without a
+        journal or a body, queue it for the background thread (a full queue applies it here)."""
+        if self.journal is not None and body is not None:
+            self.journal.append(body, _time.time() if now is None else now)
+            return
         item = (payload, _time.time() if now is None else now)
         worker = self._worker
         if worker is None:
@@ -185,10 +203,13 @@ class SessionTracker:
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until every submitted payload is applied (False if ``timeout`` ran out)."""
         worker = self._worker
-        return True if worker is None else worker.flush(timeout)
+        done = True if worker is None else worker.flush(timeout)
+        return (self.journal.flush(timeout) if self.journal is not None else True) and done
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Apply what is queued, then release the cache."""
+        if self.journal is not None:
+            self.journal.close(timeout)
         worker = self._worker
         if worker is not None:
             worker.close(timeout)

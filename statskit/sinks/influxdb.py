@@ -21,7 +21,12 @@ time            ``event.time_ns``, written with precision ns; events of one batc
                 series and a time are moved on by 1 ns each, or InfluxDB would keep only the last
 ==============  ==========================================================================
 
-Writing: ``emit`` only formats lines and queues them on a :class:`~statskit.worker.BatchWorker`
+Writing, in the server: the sink is fed from the durable event log (:mod:`statskit.sinks.relay`):
+``prepare`` formats a batch of at most ``batch_size`` events read after the sink's cursor,
+``send`` writes it, and the cursor moves once InfluxDB has it; an outage leaves the events in
+the log (bounded by ``[sinks] max_backlog``) and they go out, in order, once it is back.
+
+Writing, given events directly (a library pipeline without a log): ``emit`` only formats lines and queues them on a :class:`~statskit.worker.BatchWorker`
 (``batch_size`` lines or ``flush_interval`` seconds per write, at most ``max_buffer`` lines
 waiting). Connection errors, timeouts, 5xx and 429 (``Retry-After`` honoured) are retried with
 backoff for as long as it takes; an outage only fills the buffer, and past ``max_buffer`` the

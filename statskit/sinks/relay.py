@@ -32,7 +32,6 @@ A sink is fed from the log when it has ``prepare`` and ``send`` (a :class:`Follo
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import random
@@ -44,6 +43,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..errors import RetryableError
 from ..events import Event
+from ..hostlock import HostLock
 from ..logs import RateLimit
 
 log = logging.getLogger("statskit.sinks.relay")
@@ -82,8 +82,7 @@ class Relay:
         self.lock_retry = lock_retry
         self.batch = max(1, int(getattr(sink, "relay_batch", 1000)))
         self.interval = float(getattr(sink, "relay_interval", 0.1))
-        self._lock_path = f"{log.db.path}.relay-{sink.name}.lock"
-        self._lock_fd = -1
+        self.lock = HostLock(f"{log.db.path}.relay-{sink.name}.lock")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -111,15 +110,15 @@ class Relay:
         if thread is not None and thread.is_alive() and getattr(thread, "pid", 0) == os.getpid():
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        drained = self.drain(left) if self._holds_lock() else True
-        self._release()
+        drained = self.drain(left) if self.lock.held() else True
+        self.lock.release()
         return drained
 
     def drain(self, timeout: Optional[float] = None) -> bool:
         """Deliver until the log's end; False when ``timeout`` ran out first (or another process
         runs this relay)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._take_lock():
+        if not self.lock.take():
             return False
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -140,7 +139,7 @@ class Relay:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self._take_lock():
+            if not self.lock.take():
                 self._stop.wait(self.lock_retry)
                 continue
             try:
@@ -228,29 +227,6 @@ class Relay:
     def backlog(self) -> int:
         """Events in the log this sink has not confirmed (a gauge in /metrics)."""
         return max(0, self.log.last_seq() - self.log.cursor(self.sink.name))
-
-    # -- the lock that makes one process per host run the relay ------------------------------
-
-    def _take_lock(self) -> bool:
-        if self._holds_lock():
-            return True
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._lock_fd, self._lock_pid = fd, os.getpid()
-        return True
-
-    def _holds_lock(self) -> bool:
-        # A forked child inherits the descriptor but must not think it holds the lock.
-        return self._lock_fd >= 0 and getattr(self, "_lock_pid", 0) == os.getpid()
-
-    def _release(self) -> None:
-        if self._holds_lock():
-            os.close(self._lock_fd)  # closing the last descriptor releases the flock
-        self._lock_fd = -1
 
 
 class BacklogMetrics:

@@ -76,8 +76,9 @@ class Write:
                 resp.append_header("Vary", "Origin")
         if self.require_token:
             self.auth.require(req, "write", allow_query=True)
-        payload = decode_payload(read_body(req, self.max_body_bytes))
-        self.tracker.submit(payload)
+        body = read_body(req, self.max_body_bytes)
+        payload = decode_payload(body)  # a bad payload is a 400 here, before anything is stored
+        self.tracker.submit(payload, body=body)  # returns once the payload is committed to the journal
         resp.status = falcon.HTTP_201
         resp.content_length = 0  # (falcon adds its default Content-Type; the original sent none)
 

@@ -3,6 +3,7 @@ under load; every event answered 2xx is in SQLite after the restart."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -131,6 +132,38 @@ def test_influxdb_and_stdout_get_every_acknowledged_event_after_a_crash_or_stop(
         assert len(ids) == len(set(ids))  # re-sent points overwrote themselves
         lines = {json.loads(line)["event_id"] for line in server.stdout().splitlines() if line.startswith('{"msg":"event"')}
         assert set(acked) <= lines, f"{len(set(acked) - lines)} acknowledged events have no stdout line"
+    finally:
+        server.stop()
+        server.kill()
+
+
+def test_acknowledged_panel_payloads_survive_kill_9(tmp_path):
+    """POST /write answers once its payload is in the journal; a killed process's payloads are
+    adopted and applied by the next one: each has its session log line after the restart."""
+    from grafana_payloads import encode, payload
+
+    server = StatskitServer(tmp_path, workers=2, args=["--sinks", "prometheus"], own_group=True)
+    server.start()
+    session = requests.Session()
+    acked = set()
+    for i in range(150):
+        resp = session.post(server.url + "/write", data=encode(payload(f"s{i}", "start", 1_700_000_000 + i)),
+                            headers={"Content-Type": "application/json"}, timeout=5)
+        if resp.status_code == 201:
+            acked.add(f"s{i}")
+    server.kill_group()  # at once after the last answer: the appliers had no time to catch up
+    assert len(acked) == 150
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            logged = set(re.findall(r'msg="Received session data" uuid=(s\d+) ', server.stdout()))
+            if logged >= acked:
+                break
+            time.sleep(0.5)
+        assert acked - logged == set()
+        with sqlite3.connect(str(tmp_path / DATABASE_NAME)) as conn:
+            assert conn.execute("SELECT count(*) FROM grafana_journal").fetchone()[0] == 0  # applied, then deleted
     finally:
         server.stop()
         server.kill()

@@ -74,9 +74,9 @@ def test_after_a_restart_a_follower_resumes_from_its_confirmed_cursor(tmp_path):
     log, first = _log(tmp_path), Collecting()
     relay = Relay(first, log, MemoryState())
     ids = _post(log, 30)
-    relay._take_lock()
+    relay.lock.take()
     relay._deliver_once(give_up_at=None)  # one batch confirmed, then the process "dies"
-    relay._release()
+    relay.lock.release()
     assert first.got == ids[:10]
     again = Collecting()  # a new process: same log file, same sink name
     Relay(again, _log(tmp_path), MemoryState()).drain(10)
@@ -122,7 +122,7 @@ def test_one_process_runs_a_relay_and_another_takes_over_when_it_stops(tmp_path)
     log = _log(tmp_path)
     a, b = Collecting(), Collecting()
     relay_a, relay_b = Relay(a, log, MemoryState()), Relay(b, _log(tmp_path), MemoryState())
-    assert relay_a._take_lock() and not relay_b._take_lock()
+    assert relay_a.lock.take() and not relay_b.lock.take()
     ids = _post(log, 4)
     assert relay_b.drain(1) is False and b.got == []
     relay_a.close(5)  # delivers what is there, then lets go
