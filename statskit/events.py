@@ -96,10 +96,13 @@ class Event:
         return self._json
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Event":
-        """The inverse of :meth:`to_dict` (how stores read events back)."""
+    def from_dict(cls, data: Dict[str, Any], time_ns: Optional[int] = None) -> "Event":
+        """The inverse of :meth:`to_dict` (how stores read events back); ``time_ns`` when the
+        store kept it exactly (the JSON has microseconds)."""
         data = dict(data)
-        event_id, time_ns = data.pop("event_id"), parse_time(data.pop("time"))
+        event_id, stamp = data.pop("event_id"), data.pop("time")
+        if time_ns is None:
+            time_ns = parse_time(stamp)
         measurement = data.pop("measurement")
         if "fields" in data and "uid" not in data:
             return cls(event_id, time_ns, measurement, data.get("tags") or {}, data["fields"])

@@ -167,8 +167,12 @@ def distinct_times(events: Sequence[Event]) -> None:
         1
     """
     seen: Dict[Tuple[Any, ...], str] = {}
+    keys: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}  # tags as given -> sorted: a few users make a batch
     for event in events:
-        series = (event.measurement, *sorted((k, v) for k, v in event.tags.items() if v and k))
+        given = (event.measurement, *event.tags.items())
+        series = keys.get(given)
+        if series is None:
+            series = keys[given] = (event.measurement, *sorted((k, v) for k, v in event.tags.items() if v and k))
         time_ns = event.time_ns
         other = seen.setdefault((series, time_ns), event.id)
         while other != event.id:

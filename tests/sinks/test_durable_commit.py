@@ -9,7 +9,7 @@ import pytest
 from falcon import testing
 
 from statskit.config import load_settings
-from statskit.state.sqlite import SQLiteDB, database_path
+from statskit.state.sqlite import SQLiteDB
 from statskit.state.sqlite_writer import CommitBeforeReturn
 from statskit.tokens import TokenSigner
 from statskit_server import create_app
