@@ -30,12 +30,22 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
-    # A capped decompressor: a small bomb cannot make us allocate more than the limit.
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = decompressor.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise ValidationError(f"body is not valid gzip: {exc}") from None
-    if len(out) > limit or decompressor.unconsumed_tail:
-        raise TooLarge(f"decompressed body over the limit of {limit} bytes")
-    return out
+    """Every member of a gzip body (RFC 1952: ``gzip -c a b`` writes two), whole: a truncated
+    member or trailing bytes are a 400, never the part that decompressed (which could be
+    complete NDJSON lines: a 2xx for a body that was not all stored)."""
+    out = bytearray()
+    rest = data
+    while True:
+        # A capped decompressor: a small bomb cannot make us allocate more than the limit.
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += decompressor.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ValidationError(f"body is not valid gzip: {exc}") from None
+        if len(out) > limit or decompressor.unconsumed_tail:
+            raise TooLarge(f"decompressed body over the limit of {limit} bytes")
+        if not decompressor.eof:
+            raise ValidationError("body is not valid gzip: truncated (no end of stream)")
+        rest = decompressor.unused_data
+        if not rest:
+            return bytes(out)

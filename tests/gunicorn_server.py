@@ -126,6 +126,11 @@ class StatskitServer:
             children = [c for c in children if _alive(c)]
             time.sleep(0.02)
 
+    def worker_pids(self) -> List[int]:
+        """The master's child processes (its workers, and a telemetry listener when on)."""
+        assert self.proc is not None
+        return sorted(_children(self.proc.pid))
+
     def restart(self) -> "StatskitServer":
         self.stop()
         return self.start()

@@ -6,6 +6,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import zlib
 
 import pytest
 from falcon import testing
@@ -132,6 +133,25 @@ def test_gzip_bodies_are_accepted(client, app):
     body = gzip.compress(json.dumps([{"uid": "u", "event": "zipped"}] * 3).encode())
     resp = client.simulate_post("/log/events", body=body, headers={**auth(), "Content-Encoding": "gzip"})
     assert resp.status_code == 200 and resp.json["count"] == 3
+
+
+def test_a_gzip_body_is_read_whole_or_refused(client, app):
+    """Found by the fuzz tests' review: only the first gzip member was read and a truncated
+    one was taken for what it decompressed to, so a 200 could acknowledge part of a body."""
+    lines = [json.dumps({"uid": f"u{i}", "event": "zipped"}).encode() + b"\n" for i in range(300)]
+    headers = {**auth(), "Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"}
+    whole = gzip.compress(b"".join(lines))
+    # Cut where the part that decompresses still ends with a whole line (what made it a 200).
+    cut = next(n for n in range(len(whole) - 1, 0, -1)
+               if (part := zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(whole[:n])).endswith(b"\n") and part)
+    resp = client.simulate_post("/log/events", body=whole[:cut], headers=headers)
+    assert resp.status_code == 400 and "truncated" in resp.json["message"]
+    resp = client.simulate_post("/log/events", body=gzip.compress(lines[0]) + b"trailing", headers=headers)
+    assert resp.status_code == 400
+    assert stored(app) == 0
+    # Several members (gzip -c a b) are one body.
+    resp = client.simulate_post("/log/events", body=gzip.compress(lines[0]) + gzip.compress(lines[1]), headers=headers)
+    assert resp.status_code == 200 and resp.json["count"] == 2 and stored(app) == 2
 
 
 def test_query_recent_events_newest_first_with_filters(client):
