@@ -32,6 +32,7 @@ from statskit.state import StateStore, open_state
 from statskit.telemetry import Connection, Ingestor, TelemetryStore, TelemetryWriter, open_store
 from statskit.telemetry.feed import FeedHub
 from statskit.telemetry.metrics import REFUSED
+from statskit.telemetry.presence import Presence
 from statskit.telemetry.purge import Purger
 from statskit.tokens import TokenError
 
@@ -82,6 +83,9 @@ class Listener:
                                       max_latency=tel.db_save_latency, max_buffer=tel.max_buffer, points=points)
         self.ingest = Ingestor(self.store, self.writer, self.state, max_rate=tel.max_message_rate)
         self.purger = Purger(self.store, tel.log_expiry_h, tel.purge_interval)
+        self.presence = Presence(self.store, tel.listener_timeout, lambda: list(self.ingest.open_ids),
+                                 lock=self.ingest.rows_lock)
+        self.ingest.listener_id = self.presence.instance
         self.networks = [ipaddress.ip_network(n) for n in tel.allowed_networks if n != "*"]
         self.everyone = not tel.allowed_networks or "*" in tel.allowed_networks
         self.auth = Authenticator.from_settings(settings) if tel.require_token else None
@@ -92,6 +96,7 @@ class Listener:
         self.stopping = False
 
     def start(self) -> None:
+        self.presence.start()  # first: connections of crashed listeners closed before a purge
         self.purger.start()
 
     def client(self, req: falcon.asgi.Request) -> Tuple[str, str]:
@@ -144,6 +149,7 @@ class Listener:
     def close(self, timeout: Optional[float] = None) -> None:
         self.purger.close(1.0)
         self.writer.close(timeout)
+        self.presence.close(1.0)
         self.store.close()
         self.state.flush()
 

@@ -75,6 +75,8 @@ OPTIONS = [
            "v2 bucket of / points (empty: [influxdb] bucket)"),
     Option("telemetry", "influxdb_audit_bucket", "", str, "TELEMETRY_INFLUXDB_AUDIT_BUCKET", None,
            "v2 bucket of /audit points (empty: [influxdb] bucket)"),
+    Option("telemetry", "listener_timeout", 60.0, _PD, "TELEMETRY_LISTENER_TIMEOUT_S", None,
+           "a listener process silent this long (no heartbeat, e.g. killed -9) is gone: its connections are closed"),
     Option("telemetry", "allowed_networks", [], _N, "TELEMETRY_ALLOWED_NETWORKS", None,
            "CIDRs allowed to send (empty = everyone)"),
     Option("telemetry", "require_token", False, _B, "TELEMETRY_REQUIRE_TOKEN", None,
