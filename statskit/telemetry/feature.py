@@ -59,7 +59,7 @@ OPTIONS = [
     Option("telemetry", "client_timeout", 10.0, _PD, "CLIENT_TIMEOUT_S", None, "drop a connection silent this long"),
     Option("telemetry", "ws_max_payload", 524288, _Z, "WS_MAX_PAYLOAD", None, "largest frame (bigger: close 1009)"),
     Option("telemetry", "max_connections", 1024, _P, "MAX_PENDING_CONNECTIONS", None,
-           "open connections per listener process (more: refused with 503)"),
+           "open connections of the listener, all its worker processes together (more: refused, HTTP 403)"),
     Option("telemetry", "db_batch_size", 1024, _P, "DB_BATCH_SIZE", None, "messages per insert transaction"),
     Option("telemetry", "db_save_latency", 0.1, _ms, "DB_SAVE_LATENCY_MS", None, "ms a message waits at most before its insert"),
     Option("telemetry", "max_buffer", 100000, _P, "TELEMETRY_MAX_BUFFER", None, "messages buffered per process (more: dropped, counted)"),

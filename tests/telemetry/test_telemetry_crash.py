@@ -119,3 +119,77 @@ def test_postgresql_two_hosts_a_killed_worker_on_one_leaves_the_other_open(postg
             time.sleep(0.1)
         assert db.execute("SELECT count(*) FROM telemetry_listeners").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM peer_connections WHERE closed_at IS NULL").fetchone()[0] == 0
+
+
+def test_max_connections_holds_over_two_workers_and_a_killed_one_frees_its_slots(tmp_path):
+    limit = 4
+    env = {**CRASH, "TELEMETRY_WORKERS": "2", "MAX_PENDING_CONNECTIONS": str(limit)}
+    with TelemetryServer(tmp_path, env=env) as srv:
+        assert wait_for(lambda: len(srv.listener_workers()) == 2)
+        store = srv.store()
+
+        def holders():
+            """listener instance -> open connection ids"""
+            out = {}
+            for c in store.connections():
+                if c["closed_at"] is None:
+                    out.setdefault(c["listener"], []).append(c["id"])
+            return out
+
+        async def attempt(stop: asyncio.Event, peer: str):
+            """True once connected (held until ``stop``), False when refused."""
+            result = asyncio.get_running_loop().create_future()
+
+            async def node():
+                try:
+                    async with websockets.connect(srv.ws + "/") as ws:
+                        await ws.send(connected(peer))
+                        result.set_result(True)
+                        await stop.wait()
+                except websockets.InvalidStatus as exc:
+                    assert exc.response.status_code == 403
+                    result.set_result(False)
+                except websockets.ConnectionClosed:
+                    if not result.done():
+                        result.set_result(False)
+            task = asyncio.ensure_future(node())
+            return await result, task
+
+        async def fill(stop, prefix, tries):
+            accepted, tasks = 0, []
+            for i in range(tries):
+                ok, task = await attempt(stop, f"{prefix}{i}")
+                tasks.append(task)
+                accepted += ok
+            return accepted, tasks
+
+        async def scenario():
+            # Until the kernel spreads the connections over both workers (each would take 4 on its own).
+            for round_ in range(10):
+                stop = asyncio.Event()
+                accepted, tasks = await fill(stop, f"QmR{round_}n", limit + 6)
+                assert accepted == limit, srv.tail()
+                spread = await in_thread(lambda: sum(map(len, holders().values())) == limit and holders())
+                if len(spread) == 2:
+                    break
+                stop.set()
+                await asyncio.gather(*tasks)
+                assert await in_thread(lambda: not holders())
+            else:
+                pytest.skip("the kernel gave every connection to one worker in 10 rounds")
+            # kill -9 a worker holding some slots: they come back, the other worker's stay taken
+            victim_listener, victim_ids = sorted(spread.items(), key=lambda kv: len(kv[1]))[0]
+            pid = int(victim_listener.split(":")[1])
+            await asyncio.get_running_loop().run_in_executor(None, srv.kill_listener_worker, pid)
+            freed = len(victim_ids)
+            more, more_tasks = await fill(stop, "QmAfterKill", freed + 3)
+            assert more == freed, (more, freed, srv.tail())
+            stop.set()
+            await asyncio.gather(*tasks, *more_tasks)
+
+        try:
+            run(scenario())
+        finally:
+            store.close()
+        # (the killed worker's last second of counters died with it)
+        assert wait_for(lambda: srv.metric('statskit_telemetry_refused_total{reason="max_connections"}') >= 3)
