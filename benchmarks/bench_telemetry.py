@@ -167,29 +167,38 @@ async def fleet(url: str, connections: int, seconds: int, store: SQLiteTelemetry
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--burst-only", action="store_true",
+                        help="only the fleet with every node's burst in the same second (SQLite)")
+    parser.add_argument("--workers", type=int, default=1, help="listener processes (TELEMETRY_WORKERS)")
     args = parser.parse_args()
     total = 50_000 if args.quick else 200_000
     fleet_seconds = 6 if args.quick else 12
     env = {"HEARTBEAT_INTERVAL": "5", "CLIENT_TIMEOUT_S": "10", "WS_MAX_PAYLOAD": "524288",
            "DB_SAVE_LATENCY_MS": "100", "MAX_PENDING_CONNECTIONS": "2048", "TELEMETRY_MAX_BUFFER": "1000000",
-           "LOG_EXPIRY_H": "100000", "PURGE_INTERVAL_S": "600"}
+           "LOG_EXPIRY_H": "100000", "PURGE_INTERVAL_S": "600", "TELEMETRY_WORKERS": str(args.workers)}
     with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as tmp:
-        base = baseline_sqlite(total)
+        base = 0.0 if args.burst_only else baseline_sqlite(total)
         with TelemetryServer(Path(tmp) / "sqlite", env=env) as server:
             store = server.store()
-            rate = peak(server, store.count_messages, total)
-            print(f"peak, 50 connections, SQLite: {rate} (store alone in process: {base:,.0f}/s; "
-                  f"goal 20,000/s)", flush=True)
-            for spread in (True, False):
+            if not args.burst_only:
+                rate = peak(server, store.count_messages, total)
+                print(f"peak, 50 connections, SQLite: {rate} (store alone in process: {base:,.0f}/s; "
+                      f"goal 20,000/s)", flush=True)
+            for spread in ((False,) if args.burst_only else (True, False)):
                 store.db.connection().execute(f"DELETE FROM {store.table}")
+                cpu, own = listener_cpu_seconds(server.pid), time.process_time()
                 result = asyncio.run(fleet(server.ws + "/", 1000, fleet_seconds, store, spread))
+                cpu, own = listener_cpu_seconds(server.pid) - cpu, time.process_time() - own
                 lost = result["sent"] - result["stored"]
                 when = "each in its own second" if spread else "all in the same second"
                 print(f"fleet, 1000 connections x {fleet_seconds} s + a burst of 100 each ({when}): sent "
                       f"{result['sent']}, lost {lost}, send-to-stored p50 {result['p50_ms']:.0f} ms, p99 "
                       f"{result['p99_ms']:.0f} ms (goal < 1000), listener RSS "
-                      f"{listener_rss_kib(server.pid) / 1024:.0f} MiB", flush=True)
+                      f"{listener_rss_kib(server.pid) / 1024:.0f} MiB; CPU: listener {cpu:.1f} s, "
+                      f"producers {own:.1f} s", flush=True)
             store.close()
+        if args.burst_only:
+            return 0
         try:
             from pg_server import PostgreSQL
 

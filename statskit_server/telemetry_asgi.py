@@ -7,7 +7,8 @@
 
 Per connection: refused before the handshake (HTTP 403) when the peer is outside
 ``allowed_networks``, the token is missing or lacks the ``write`` scope (``require_token``) or
-``max_connections`` are open; its ``peer_connections`` row is committed, then the websocket is
+``max_connections`` are open (counted over all its worker processes,
+:mod:`statskit.telemetry.slots`); its ``peer_connections`` row is committed, then the websocket is
 accepted. Every frame (text or binary) goes to :class:`statskit.telemetry.Connection`. statskit
 pings every ``heartbeat_interval`` and closes a connection from which nothing (not even a pong)
 arrived for ``client_timeout``. Frames over ``ws_max_payload`` close it with 1009 (gunicorn).
@@ -32,6 +33,8 @@ from statskit.state import StateStore, open_state
 from statskit.telemetry import Connection, Ingestor, TelemetryStore, TelemetryWriter, open_store
 from statskit.telemetry.feed import FeedHub
 from statskit.telemetry.metrics import REFUSED
+from statskit.telemetry.presence import Presence
+from statskit.telemetry.slots import SharedSlots
 from statskit.telemetry.purge import Purger
 from statskit.tokens import TokenError
 
@@ -82,6 +85,9 @@ class Listener:
                                       max_latency=tel.db_save_latency, max_buffer=tel.max_buffer, points=points)
         self.ingest = Ingestor(self.store, self.writer, self.state, max_rate=tel.max_message_rate)
         self.purger = Purger(self.store, tel.log_expiry_h, tel.purge_interval)
+        self.presence = Presence(self.store, tel.listener_timeout, lambda: list(self.ingest.open_ids),
+                                 lock=self.ingest.rows_lock)
+        self.ingest.listener_id = self.presence.instance
         self.networks = [ipaddress.ip_network(n) for n in tel.allowed_networks if n != "*"]
         self.everyone = not tel.allowed_networks or "*" in tel.allowed_networks
         self.auth = Authenticator.from_settings(settings) if tel.require_token else None
@@ -89,9 +95,12 @@ class Listener:
         self.sockets: Set[falcon.asgi.WebSocket] = set()
         self.sockets_feed: Set[falcon.asgi.WebSocket] = set()
         self.feed = FeedHub(self.store)
+        # max_connections holds for all the listener's processes (and survives a crashed one)
+        self.slots = SharedSlots.in_data_dir(settings.server.data_dir, tel.max_connections)
         self.stopping = False
 
     def start(self) -> None:
+        self.presence.start()  # first: connections of crashed listeners closed before a purge
         self.purger.start()
 
     def client(self, req: falcon.asgi.Request) -> Tuple[str, str]:
@@ -124,8 +133,6 @@ class Listener:
                     return "token"
             except TokenError:
                 return "token"
-        if len(self.sockets) >= self.settings.max_connections:
-            return "max_connections"
         return None
 
     def feed_refusal(self, req: falcon.asgi.Request) -> Optional[str]:
@@ -144,6 +151,8 @@ class Listener:
     def close(self, timeout: Optional[float] = None) -> None:
         self.purger.close(1.0)
         self.writer.close(timeout)
+        self.presence.close(1.0)
+        self.slots.close()
         self.store.close()
         self.state.flush()
 
@@ -159,11 +168,20 @@ class TelemetryResource:
         assert listener is not None, "the ASGI lifespan startup did not run"
         addr, ip_addr = listener.client(req)
         why = listener.refusal(req, addr)
+        if why is None and not listener.slots.acquire():
+            why = "max_connections"
         if why is not None:
             listener.state.incr(REFUSED, (("reason", why),))
             log.info("telemetry connection from %s refused: %s", ip_addr, why)
             await ws.close()  # before accept: an HTTP 403, no websocket
             return
+        try:
+            await self._connection(req, ws, listener, ip_addr)
+        finally:
+            listener.slots.release()
+
+    async def _connection(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, listener: Listener,
+                          ip_addr: str) -> None:
         loop = asyncio.get_running_loop()
         # The original stored the peer as "ip:port" and refused the handshake when this insert failed.
         try:

@@ -19,8 +19,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Set, Union
 
 from ..state import StateStore
 from .metrics import BYTES, CONNECTED, DROPPED, MESSAGES, RATE_LIMITED, REJECTED
@@ -75,15 +76,22 @@ class Ingestor:
     """Opens connections on one store and writer; shared by every connection of a process."""
 
     def __init__(self, store: TelemetryStore, writer: TelemetryWriter, state: StateStore, *,
-                 max_rate: float = 0.0, burst: float = 0.0, errors_log: Optional[RateLimitedLog] = None) -> None:
+                 max_rate: float = 0.0, burst: float = 0.0, errors_log: Optional[RateLimitedLog] = None,
+                 listener_id: Optional[str] = None) -> None:
         self.store, self.writer, self.state = store, writer, state
+        self.listener_id = listener_id  # written into each connection row (presence.py)
+        self.open_ids: Set[int] = set()
+        # Held around closing a row and around a heartbeat that may reopen this process's
+        # rows (presence.py), so that a row being closed is never reopened.
+        self.rows_lock = threading.Lock()
         self.with_tags = writer.points is not None
         self.max_rate, self.burst = max_rate, burst or max(100.0, max_rate)
         self.errors_log = errors_log or RateLimitedLog()
 
     def open(self, ip_addr: str, audit: bool) -> "Connection":
         """A new connection: its row is committed before the websocket is accepted."""
-        connection_id = self.store.open_connection(ip_addr, audit)
+        connection_id = self.store.open_connection(ip_addr, audit, self.listener_id)
+        self.open_ids.add(connection_id)
         self.state.incr(CONNECTED)
         return Connection(self, connection_id, ip_addr, audit)
 
@@ -155,7 +163,9 @@ class Connection:
         self.closed = True
         self.count()
         self.ingest.state.incr(DROPPED)
-        try:
-            self.ingest.store.close_connection(self.id)
-        except Exception:
-            log.exception("telemetry: cannot mark connection %s closed", self.id)
+        with self.ingest.rows_lock:
+            self.ingest.open_ids.discard(self.id)
+            try:
+                self.ingest.store.close_connection(self.id)
+            except Exception:
+                log.exception("telemetry: cannot mark connection %s closed", self.id)

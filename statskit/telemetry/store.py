@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import RetryableError
 from .parsing import Message, NodeInfo
+
+
+# Rows of a listener that never recorded a heartbeat (it died before its first one) are closed
+# this long after the listener timeout: its clock may differ from the store's (PostgreSQL).
+ORPHAN_GRACE = 3600.0
 
 
 class StoreUnavailable(RetryableError):
@@ -25,8 +30,9 @@ class Row:
 
 class TelemetryStore(abc.ABC):
     @abc.abstractmethod
-    def open_connection(self, ip_addr: str, audit: bool) -> int:
-        """Insert a connection row (committed) and return its id."""
+    def open_connection(self, ip_addr: str, audit: bool, listener: Optional[str] = None) -> int:
+        """Insert a connection row (committed) and return its id; ``listener``: the instance id
+        of the listener process holding it (:mod:`~statskit.telemetry.presence`)."""
 
     @abc.abstractmethod
     def update_connection(self, connection_id: int, info: NodeInfo) -> None:
@@ -35,6 +41,24 @@ class TelemetryStore(abc.ABC):
     @abc.abstractmethod
     def close_connection(self, connection_id: int) -> None:
         """Mark the connection closed (from then on a purge may delete its row)."""
+
+    # Listener presence (statskit.telemetry.presence): heartbeats on the store's clock.
+
+    @abc.abstractmethod
+    def beat_listener(self, instance: str, open_ids: Sequence[int]) -> int:
+        """Record a heartbeat of ``instance``; if it had no row (taken for dead and its
+        connections closed), reopen ``open_ids`` of it. Returns how many were reopened."""
+
+    @abc.abstractmethod
+    def close_orphans(self, timeout: float) -> int:
+        """Close the open connections of listeners without a heartbeat for ``timeout`` s
+        (``closed_at`` = their last heartbeat) and forget those listeners; also the open rows,
+        older than ``timeout`` + ``ORPHAN_GRACE``, of a listener that never had a heartbeat
+        row. Returns how many connections were closed."""
+
+    @abc.abstractmethod
+    def forget_listener(self, instance: str) -> None:
+        """A listener stopping: close its connections still open and remove its row."""
 
     @abc.abstractmethod
     def insert_messages(self, rows: Iterable[Row]) -> Optional[int]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, List, Optional, Sequence
 
 from .parsing import NodeInfo, dumps, now_utc
 from .queries_postgres import BENCHMARKS_SCHEMA, PostgresQueries
-from .store import Row, StoreUnavailable, TelemetryStore
+from .store import ORPHAN_GRACE, Row, StoreUnavailable, TelemetryStore
 
 _SCHEMA_LOCK = 7302401  # pg_advisory_xact_lock key: "statskit telemetry schema"
 
@@ -39,6 +39,10 @@ def schema(table: str) -> List[str]:
             startup_time BIGINT,
             implementation VARCHAR)""",
         "ALTER TABLE peer_connections ADD COLUMN IF NOT EXISTS closed_at TIMESTAMP",
+        "ALTER TABLE peer_connections ADD COLUMN IF NOT EXISTS listener VARCHAR",
+        "CREATE INDEX IF NOT EXISTS peer_connections_open_idx ON peer_connections (listener) WHERE closed_at IS NULL",
+        # heartbeats (statskit.telemetry.presence), in seconds on the database's clock
+        "CREATE TABLE IF NOT EXISTS telemetry_listeners (instance VARCHAR PRIMARY KEY, beat DOUBLE PRECISION NOT NULL)",
         "CREATE INDEX IF NOT EXISTS peer_connections_peer_id_idx ON peer_connections (peer_id)",
         f"""CREATE TABLE IF NOT EXISTS {table} (
             id SERIAL PRIMARY KEY,
@@ -127,10 +131,10 @@ class PostgresTelemetryStore(PostgresQueries, TelemetryStore):
 
         return _Tx()
 
-    def open_connection(self, ip_addr: str, audit: bool) -> int:
+    def open_connection(self, ip_addr: str, audit: bool, listener: Optional[str] = None) -> int:
         with self._transaction() as cur:
-            cur.execute("INSERT INTO peer_connections (ip_addr, audit, created_at) VALUES (%s, %s, %s) RETURNING id",
-                        (ip_addr, audit, now_utc()))
+            cur.execute("INSERT INTO peer_connections (ip_addr, audit, created_at, listener) VALUES (%s, %s, %s, %s) "
+                        "RETURNING id", (ip_addr, audit, now_utc(), listener))
             return int(cur.fetchone()[0])
 
     def update_connection(self, connection_id: int, info: NodeInfo) -> None:
@@ -145,6 +149,39 @@ class PostgresTelemetryStore(PostgresQueries, TelemetryStore):
     def close_connection(self, connection_id: int) -> None:
         with self._transaction() as cur:
             cur.execute("UPDATE peer_connections SET closed_at = %s WHERE id = %s", (now_utc(), connection_id))
+
+    def beat_listener(self, instance: str, open_ids: Sequence[int]) -> int:
+        with self._transaction() as cur:
+            # xmax = 0: the row was inserted (it was missing), atomically with the upsert, so a
+            # host reaping it at this very moment cannot make this listener miss that it was reaped.
+            cur.execute("INSERT INTO telemetry_listeners (instance, beat) VALUES (%s, extract(epoch FROM "
+                        "clock_timestamp())) ON CONFLICT (instance) DO UPDATE SET beat = excluded.beat "
+                        "RETURNING (xmax = 0)", (instance,))
+            inserted = cur.fetchone()[0]
+            if not inserted or not open_ids:
+                return 0
+            cur.execute("UPDATE peer_connections SET closed_at = NULL WHERE listener = %s AND id = ANY(%s)",
+                        (instance, list(open_ids)))
+            return int(cur.rowcount)
+
+    def close_orphans(self, timeout: float) -> int:
+        with self._transaction() as cur:
+            cur.execute("WITH stale AS (DELETE FROM telemetry_listeners WHERE beat < extract(epoch FROM "
+                        "clock_timestamp()) - %s RETURNING instance, beat) UPDATE peer_connections c "
+                        "SET closed_at = timezone('UTC', to_timestamp(s.beat)) FROM stale s "
+                        "WHERE c.listener = s.instance AND c.closed_at IS NULL", (timeout,))
+            closed = int(cur.rowcount)
+            cur.execute("UPDATE peer_connections c SET closed_at = timezone('UTC', now()) WHERE c.closed_at IS NULL "
+                        "AND c.listener IS NOT NULL AND c.created_at < timezone('UTC', now()) - make_interval(secs => %s) "
+                        "AND NOT EXISTS (SELECT 1 FROM telemetry_listeners t WHERE t.instance = c.listener)",
+                        (timeout + ORPHAN_GRACE,))
+            return closed + int(cur.rowcount)
+
+    def forget_listener(self, instance: str) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE peer_connections SET closed_at = %s WHERE listener = %s AND closed_at IS NULL",
+                        (now_utc(), instance))
+            cur.execute("DELETE FROM telemetry_listeners WHERE instance = %s", (instance,))
 
     def insert_messages(self, rows: Iterable[Row]) -> int:
         """One COPY; if PostgreSQL refuses the data, row by row, skipping (and returning the

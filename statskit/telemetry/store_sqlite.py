@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from datetime import datetime, timezone
 from typing import Iterable, List, Optional, Sequence
 
 from ..state.sqlite import SQLiteDB
-from .parsing import NodeInfo, dumps, now_utc
+from .parsing import NodeInfo, dumps, format_utc, now_utc
 from .queries_sqlite import BENCHMARKS_SCHEMA, SQLiteQueries
-from .store import Row, TelemetryStore, StoreUnavailable
+from .store import ORPHAN_GRACE, Row, StoreUnavailable, TelemetryStore
 
 DATABASE_NAME = "telemetry.db"
+
+
+def _utc(epoch: float) -> str:
+    """The stored time form of a Unix time."""
+    return format_utc(datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None))
 
 
 def schema(table: str) -> str:
@@ -44,9 +51,12 @@ CREATE TABLE IF NOT EXISTS peer_connections (
     authority      INTEGER,
     startup_time   INTEGER,
     implementation TEXT,
-    closed_at      TEXT  -- NULL while the connection is open: the purge keeps such rows
+    closed_at      TEXT,  -- NULL while the connection is open: the purge keeps such rows
+    listener       TEXT   -- instance id of the listener process holding it (presence.py)
 );
 CREATE INDEX IF NOT EXISTS peer_connections_peer_id ON peer_connections (peer_id, created_at);
+CREATE INDEX IF NOT EXISTS peer_connections_open ON peer_connections (listener) WHERE closed_at IS NULL;
+CREATE TABLE IF NOT EXISTS telemetry_listeners (instance TEXT PRIMARY KEY, beat REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS {table} (
     id                 INTEGER PRIMARY KEY,
     created_at         TEXT NOT NULL,     -- UTC, fixed-width ISO: text order is time order
@@ -76,6 +86,10 @@ class SQLiteTelemetryStore(SQLiteQueries, TelemetryStore):
             finally:
                 first.close()
         self.db = SQLiteDB(path)
+        with self.db.transaction() as conn:  # a file of an older statskit: the new column first
+            columns = [r[1] for r in conn.execute("PRAGMA table_info(peer_connections)")]
+            if columns and "listener" not in columns:
+                conn.execute("ALTER TABLE peer_connections ADD COLUMN listener TEXT")
         self.db.ensure_schema(schema(table) + ";" + BENCHMARKS_SCHEMA)
         self._insert = (f"INSERT INTO {table} (created_at, peer_connection_id, audit, msg, logs) "
                         f"VALUES (?, ?, ?, ?, ?)")
@@ -92,9 +106,9 @@ class SQLiteTelemetryStore(SQLiteQueries, TelemetryStore):
         except sqlite3.OperationalError as exc:  # locked, busy, disk full, I/O: worth a retry
             raise StoreUnavailable(str(exc)) from exc
 
-    def open_connection(self, ip_addr: str, audit: bool) -> int:
-        cur = self._write("INSERT INTO peer_connections (ip_addr, created_at, audit) VALUES (?, ?, ?)",
-                          (ip_addr, now_utc(), int(audit)))
+    def open_connection(self, ip_addr: str, audit: bool, listener: Optional[str] = None) -> int:
+        cur = self._write("INSERT INTO peer_connections (ip_addr, created_at, audit, listener) VALUES (?, ?, ?, ?)",
+                          (ip_addr, now_utc(), int(audit), listener))
         assert cur.lastrowid is not None  # an INSERT always has one
         return int(cur.lastrowid)
 
@@ -109,6 +123,45 @@ class SQLiteTelemetryStore(SQLiteQueries, TelemetryStore):
 
     def close_connection(self, connection_id: int) -> None:
         self._write("UPDATE peer_connections SET closed_at = ? WHERE id = ?", (now_utc(), connection_id))
+
+    def beat_listener(self, instance: str, open_ids: Sequence[int]) -> int:
+        try:
+            with self.db.transaction() as conn:
+                known = conn.execute("SELECT 1 FROM telemetry_listeners WHERE instance = ?", (instance,)).fetchone()
+                conn.execute("INSERT INTO telemetry_listeners (instance, beat) VALUES (?, ?) "
+                             "ON CONFLICT (instance) DO UPDATE SET beat = excluded.beat", (instance, time.time()))
+                if known or not open_ids:
+                    return 0
+                ids = list(open_ids)
+                return conn.execute(f"UPDATE peer_connections SET closed_at = NULL WHERE listener = ? AND id IN "
+                                    f"({','.join('?' * len(ids))})", [instance, *ids]).rowcount
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def close_orphans(self, timeout: float) -> int:
+        now = time.time()
+        closed = 0
+        try:
+            with self.db.transaction() as conn:
+                stale = conn.execute("SELECT instance, beat FROM telemetry_listeners WHERE beat < ?",
+                                     (now - timeout,)).fetchall()
+                for instance, beat in stale:
+                    closed += conn.execute("UPDATE peer_connections SET closed_at = ? WHERE listener = ? AND "
+                                           "closed_at IS NULL", (_utc(beat), instance)).rowcount
+                    conn.execute("DELETE FROM telemetry_listeners WHERE instance = ?", (instance,))
+                closed += conn.execute(
+                    "UPDATE peer_connections SET closed_at = ? WHERE closed_at IS NULL AND listener IS NOT NULL "
+                    "AND created_at < ? AND listener NOT IN (SELECT instance FROM telemetry_listeners)",
+                    (now_utc(), _utc(now - timeout - ORPHAN_GRACE))).rowcount
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return closed
+
+    def forget_listener(self, instance: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE peer_connections SET closed_at = ? WHERE listener = ? AND closed_at IS NULL",
+                         (now_utc(), instance))
+            conn.execute("DELETE FROM telemetry_listeners WHERE instance = ?", (instance,))
 
     def insert_messages(self, rows: Iterable[Row]) -> Optional[int]:
         params = [(r.message.created_at, r.connection_id, int(r.audit), r.message.msg, dumps(r.message.logs))

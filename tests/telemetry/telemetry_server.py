@@ -1,13 +1,15 @@
 """The real ``statskit-server`` with its telemetry listener on, for the end-to-end tests."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from typing import Dict, List, Optional
 
 import requests
 
-from gunicorn_server import StatskitServer, free_port
+from gunicorn_server import StatskitServer, _children, free_port
 from statskit.telemetry.store_sqlite import SQLiteTelemetryStore
 
 FAST = {"HEARTBEAT_INTERVAL": "0.3", "CLIENT_TIMEOUT_S": "1.5", "WS_MAX_PAYLOAD": "4096",
@@ -35,6 +37,24 @@ class TelemetryServer(StatskitServer):
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"telemetry listener not listening:\n{self.tail()}")
+
+    def listener_workers(self) -> List[int]:
+        """PIDs of the listener's gunicorn workers: the children of statskit-server's child that
+        has children of its own (the listener's master; the WSGI workers have none)."""
+        for child in _children(self.pid):
+            workers = _children(child)
+            if workers:
+                return workers
+        return []
+
+    def kill_listener_worker(self, pid: int, timeout: float = 20.0) -> None:
+        """``kill -9`` one listener worker and wait until its master booted the replacement."""
+        before = set(self.listener_workers())
+        os.kill(pid, signal.SIGKILL)
+        count = len(before)
+        if not wait_for(lambda: len(set(self.listener_workers()) - before) == 1
+                        and len(self.listener_workers()) == count, timeout):
+            raise RuntimeError(f"no new listener worker after kill -9 {pid}:\n{self.tail()}")
 
     def store(self) -> SQLiteTelemetryStore:
         return SQLiteTelemetryStore.in_data_dir(str(self.data_dir))

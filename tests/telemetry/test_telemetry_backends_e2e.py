@@ -69,3 +69,92 @@ def test_points_in_influxdb_with_expiring_and_audit_retention_policies(influxdb1
                                'WHERE "peer_id" = \'QmExp\'',
                                db="telemetry")
         assert sorted(v[1] for v in tags["results"][0]["series"][0]["values"]) == ["dev", "n-QmExp"]
+
+
+class BucketToDb:
+    """A pass-through HTTP proxy in front of VictoriaMetrics that copies the v2 ``bucket``
+    parameter into ``db``. VictoriaMetrics stores ``/api/v2/write`` points without any label for
+    the bucket (checked: ``?bucket=a`` and ``?bucket=b`` land identical), but labels them
+    ``db=...`` from a ``db`` parameter; so through this proxy the bucket each point was written
+    to is visible in what VictoriaMetrics stored. The body goes through untouched."""
+
+    def __init__(self, target: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        import requests
+
+        self.requests: list = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self, method: str) -> None:
+                url = urlsplit(self.path)
+                params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                if url.path == "/api/v2/write":
+                    proxy.requests.append(dict(params))
+                    params["db"] = params.get("bucket", "")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "content-encoding")}
+                resp = requests.request(method, target + url.path, params=params, data=body, headers=headers,
+                                        timeout=10)
+                self.send_response(resp.status_code)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            def do_POST(self) -> None:
+                self._forward("POST")
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def test_points_through_the_v2_write_api_into_expiring_and_audit_buckets(victoria_metrics, tmp_path):
+    proxy = BucketToDb(victoria_metrics.url)
+    env = {"INFLUXDB_URL": proxy.url, "INFLUXDB_API": "v2", "INFLUXDB_TOKEN": "t", "INFLUXDB_ORG": "statskit",
+           "INFLUXDB_BUCKET": "default", "TELEMETRY_INFLUXDB_BUCKET": "telemetry-3h",
+           "TELEMETRY_INFLUXDB_AUDIT_BUCKET": "telemetry-audit", "STATSKIT_INFLUXDB_FLUSH_INTERVAL": "0.1"}
+    try:
+        with TelemetryServer(tmp_path, env=env, args=["--sinks", "influxdb"]) as srv:
+            async def both():
+                await asyncio.gather(produce(srv.ws + "/", "QmExp", 10), produce(srv.ws + "/audit", "QmAud", 5))
+            asyncio.run(asyncio.wait_for(both(), 30))
+
+            def peers():
+                """(peer_id, bucket) -> the stored values of the "peers" field, in time order"""
+                out: dict = {}
+                for s in victoria_metrics.export('{__name__="substrate_telemetry_peers"}'):
+                    key = (s["metric"]["peer_id"], s["metric"].get("db"))
+                    out.setdefault(key, []).extend(zip(s["timestamps"], s["values"]))
+                return {k: [v for _, v in sorted(vs)] for k, vs in out.items()}
+
+            expected = {("QmExp", "telemetry-3h"): [float(i) for i in range(10)],
+                        ("QmAud", "telemetry-audit"): [float(i) for i in range(5)]}
+            assert wait_for(lambda: peers() == expected, 15), (peers(), proxy.requests, srv.tail())
+        series = victoria_metrics.export('{__name__=~"substrate_telemetry_.*"}')
+        labels = {(s["metric"]["__name__"], s["metric"]["peer_id"], s["metric"]["msg"], s["metric"].get("name"),
+                   s["metric"].get("chain"), s["metric"]["db"]) for s in series}
+        assert labels >= {("substrate_telemetry_bandwidth_up", "QmExp", "system.interval", "n-QmExp", "dev", "telemetry-3h"),
+                          ("substrate_telemetry_count", "QmAud", "system.connected", "n-QmAud", "dev", "telemetry-audit")}
+        assert {s["metric"]["db"] for s in series} == {"telemetry-3h", "telemetry-audit"}  # never the default bucket
+        up = [v for s in series if s["metric"]["__name__"] == "substrate_telemetry_bandwidth_up" for v in s["values"]]
+        assert up == [1.5] * 15
+        assert {(r["org"], r["bucket"]) for r in proxy.requests} == {("statskit", "telemetry-3h"),
+                                                                     ("statskit", "telemetry-audit")}
+    finally:
+        proxy.close()

@@ -92,3 +92,13 @@ def test_a_row_postgresql_refuses_is_skipped_not_blocking(url):
     assert store.insert_messages([Row(cid, False, good), Row(cid, False, bad), Row(cid, False, good)]) == 1
     assert store.count_messages() == 2
     store.close()
+
+
+def test_listener_presence_closes_rows_of_dead_listeners_only(url):
+    from presence_checks import check_presence
+
+    store = PostgresTelemetryStore(url)
+    try:
+        check_presence(store)
+    finally:
+        store.close()

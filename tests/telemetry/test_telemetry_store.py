@@ -187,3 +187,9 @@ def test_a_purge_gives_the_space_back(store):
     after = conn.execute("PRAGMA page_count").fetchone()[0]
     assert after < before / 5  # not just free pages inside the file
     assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+
+def test_listener_presence_closes_rows_of_dead_listeners_only(store):
+    from presence_checks import check_presence
+
+    check_presence(store)
