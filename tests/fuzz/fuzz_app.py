@@ -148,8 +148,8 @@ class Ledger:
         if tracker is not None:
             submit = tracker.submit
 
-            def counting_submit(payload: Any, now: Optional[float] = None) -> None:
-                submit(payload, now)
+            def counting_submit(payload: Any, now: Optional[float] = None, body: Optional[bytes] = None) -> None:
+                submit(payload, now, body=body)
                 self.submitted += 1
 
             tracker.submit = counting_submit

@@ -32,6 +32,7 @@ def test_a_dead_process_s_payloads_are_adopted_and_a_live_one_s_are_not(tmp_path
     dead.append(b"b", 2.0)
     alive_applied: List = []
     alive = _journal(tmp_path, alive_applied)
+    alive._stop.set()  # holds its lock, but its thread must not adopt the dead's rows before the taker
     alive.start()
     other: List = []
     taker = _journal(tmp_path, other)
