@@ -55,6 +55,13 @@ CREATE INDEX IF NOT EXISTS events_event ON events (event, time_ns);
 """
 
 
+def _host_database(settings: Any, state: Any) -> SQLiteDB:
+    """The state's database when it is SQLite (one file, one WAL, one set of connections), else
+    one of the host's own beside a shared store."""
+    own = lambda _: SQLiteDB(database_path(settings.server.data_dir))  # noqa: E731
+    return store_for(state, {"sqlite": lambda backend: backend.db}, own)
+
+
 class SQLiteSink:
     """The event store, and the durable log the other sinks are fed from (``seq`` order).
 
@@ -79,17 +86,14 @@ class SQLiteSink:
 
     @classmethod
     def from_settings(cls, settings: Any, state: Any) -> "SQLiteSink":
-        # Share the state's database when there is one: one file, one WAL, one set of connections.
-        own = lambda _: SQLiteDB(database_path(settings.server.data_dir))  # noqa: E731  (per host)
-        db = store_for(state, {"sqlite": lambda backend: backend.db}, own)
-        return cls(db, settings.sqlite.retention_days, settings.sqlite.commit_wait, ack=settings.server.ack)
+        return cls(_host_database(settings, state), settings.sqlite.retention_days, settings.sqlite.commit_wait,
+                   ack=settings.server.ack)
 
     @classmethod
     def outbox_from_settings(cls, settings: Any, state: Any) -> "SQLiteSink":
         """The log alone, for sinks fed from it when the ``sqlite`` sink is not enabled."""
-        own = lambda _: SQLiteDB(database_path(settings.server.data_dir))  # noqa: E731
-        db = store_for(state, {"sqlite": lambda backend: backend.db}, own)
-        return cls(db, 0.0, settings.sqlite.commit_wait, outbox=True, ack=settings.server.ack)
+        return cls(_host_database(settings, state), 0.0, settings.sqlite.commit_wait, outbox=True,
+                   ack=settings.server.ack)
 
     def emit(self, events: Sequence[Event]) -> None:
         """Return once ``events`` are committed (raises when they cannot be: nothing stored)."""
