@@ -52,12 +52,16 @@ _MIN_NS, _MAX_NS = 0, INT64_MAX
 class Event:
     """One validated event or point, in InfluxDB's terms plus an id."""
 
-    __slots__ = ("id", "time_ns", "measurement", "tags", "fields", "uid", "event", "_json")
+    __slots__ = ("id", "time_ns", "measurement", "tags", "fields", "uid", "event", "stamped", "_json")
 
     def __init__(self, id: str, time_ns: int, measurement: str, tags: Dict[str, str],
-                 fields: Dict[str, Scalar], uid: Optional[str] = None, event: Optional[str] = None) -> None:
+                 fields: Dict[str, Scalar], uid: Optional[str] = None, event: Optional[str] = None,
+                 stamped: bool = False) -> None:
         self.id = id
         self.time_ns = time_ns
+        # True when time_ns is the receive time (the client sent none): the durable log may move
+        # it a few ns on so that no two events of the host share one (statskit.sinks.sqlite).
+        self.stamped = stamped
         self.measurement = measurement
         self.tags = tags
         self.fields = fields
@@ -311,7 +315,7 @@ def parse_event(obj: Dict[str, Any], *, table_name: str = "analytics", now_ns: O
     _flatten_fields(rest, fields, "", 0, index)
     if stamp_now and "now" not in fields:
         fields["now"] = (now_ns or _time.time_ns()) / 1e9
-    return Event(event_id, time_ns, table_name, tags, fields, uid=uid, event=name)
+    return Event(event_id, time_ns, table_name, tags, fields, uid=uid, event=name, stamped=obj.get("time") is None)
 
 
 def parse_point(obj: Dict[str, Any], *, now_ns: Optional[int] = None, index: Optional[int] = None) -> Event:
@@ -326,7 +330,7 @@ def parse_point(obj: Dict[str, Any], *, now_ns: Optional[int] = None, index: Opt
     if not fields:
         raise ValidationError("fields has no non-null value", field="fields", index=index)
     time_ns = parse_time(obj["time"]) if obj.get("time") is not None else (now_ns or _time.time_ns())
-    return Event(_event_id(obj, index), time_ns, measurement, tags, fields)
+    return Event(_event_id(obj, index), time_ns, measurement, tags, fields, stamped=obj.get("time") is None)
 
 
 def parse_item(obj: Any, *, table_name: str = "analytics", now_ns: Optional[int] = None,

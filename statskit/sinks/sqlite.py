@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS events (
     event   TEXT,
     data    TEXT NOT NULL       -- Event.to_json()
 );
+CREATE TABLE IF NOT EXISTS log_clock (
+    one     INTEGER PRIMARY KEY CHECK (one = 0),
+    time_ns INTEGER NOT NULL    -- the latest receive time given to an event (see _stamp)
+);
 CREATE TABLE IF NOT EXISTS sink_cursors (
     sink    TEXT PRIMARY KEY,   -- a sink fed from this log (statskit.sinks.relay)
     seq     INTEGER NOT NULL    -- the last event it confirmed stored
@@ -60,6 +64,32 @@ def _host_database(settings: Any, state: Any) -> SQLiteDB:
     one of the host's own beside a shared store."""
     own = lambda _: SQLiteDB(database_path(settings.server.data_dir))  # noqa: E731
     return store_for(state, {"sqlite": lambda backend: backend.db}, own)
+
+
+def _stamp(conn: sqlite3.Connection, rows: List[tuple]) -> List[tuple]:
+    """The rows to insert, every receive time made later than the host's last one.
+
+    InfluxDB keeps one point per series and time: two workers (or two requests) stamping the
+    same nanosecond for the same series would store one event of the two, silently. The write
+    transaction is the one place where all the host's events pass in turn, so the receive times
+    given there are unique on the host; the log keeps them, so every sink and every re-send gets
+    the same. A time the client sent is left alone. If the clock steps back, times go on 1 ns
+    apart from the last one until it catches up."""
+    if all(row[5] is None for row in rows):
+        return [row[:5] for row in rows]
+    found = conn.execute("SELECT time_ns FROM log_clock").fetchone()
+    last = found[0] if found else 0
+    out = []
+    for id_, time_ns, uid, name, data, event in rows:
+        if event is not None:
+            if time_ns <= last:
+                time_ns = event.time_ns = last + 1
+                event._json = None
+                data = event.to_json()
+            last = time_ns
+        out.append((id_, time_ns, uid, name, data))
+    conn.execute("INSERT OR REPLACE INTO log_clock (one, time_ns) VALUES (0, ?)", (last,))
+    return out
 
 
 class SQLiteSink:
@@ -98,7 +128,8 @@ class SQLiteSink:
     def emit(self, events: Sequence[Event]) -> None:
         """Return once ``events`` are committed (raises when they cannot be: nothing stored)."""
         try:
-            self.group.commit([(e.id, e.time_ns, e.uid, e.event, e.to_json()) for e in events])
+            self.group.commit([(e.id, e.time_ns, e.uid, e.event, e.to_json(), e if e.stamped else None)
+                               for e in events])
         except sqlite3.OperationalError as exc:
             if is_storage_full(exc):  # the store is down, not the request wrong
                 if _full_log.allow("full"):
@@ -108,7 +139,8 @@ class SQLiteSink:
             raise  # locked/busy past the timeout: a 503 by the server's error handler
 
     def _insert(self, conn: sqlite3.Connection, rows: List[tuple]) -> None:
-        conn.executemany("INSERT OR IGNORE INTO events (id, time_ns, uid, event, data) VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT OR IGNORE INTO events (id, time_ns, uid, event, data) VALUES (?, ?, ?, ?, ?)",
+                         _stamp(conn, rows))
         if self.retention_ns and time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + 600
             self._delete(conn, "time_ns < ?", time.time_ns() - self.retention_ns)

@@ -10,7 +10,7 @@ from typing import Any, List
 import pytest
 
 from statskit.errors import RetryableError
-from statskit.events import Event, parse_items
+from statskit.events import Event, format_time, parse_items
 from statskit.pipeline import Pipeline, build_pipeline
 from statskit.sinks.influxdb import InfluxDBSink, V1Writer
 from statskit.sinks.relay import BacklogMetrics, Relay
@@ -205,6 +205,35 @@ def test_influxdb_fed_from_the_log_stores_each_event_once_even_when_a_batch_is_s
     assert relay.drain(20) is True  # the same 50 points again
     points = influxdb1.points("relay", "analytics")
     assert len(points) == 50 and sorted(p["n"] for p in points) == list(range(50))
+    sink.close(1)
+
+
+def test_two_workers_stamping_the_same_nanosecond_store_two_points_in_influxdb(influxdb1, tmp_path):
+    """Receive times are made unique on the host in the log's write transaction: two requests on
+    two workers that read the same clock value for the same series stay two events (the crash
+    test lost one such event in CI before). A time the client sent is kept as sent."""
+    path = str(tmp_path / "log.db")
+    workers = [SQLiteSink(SQLiteDB(path)), SQLiteSink(SQLiteDB(path))]
+    state = MemoryState()
+    sink = InfluxDBSink(V1Writer(influxdb1.url, "clock"), state, flush_interval=0.05)
+    relay = Relay(sink, workers[0], state)
+    same_ns = parse_items([{"uid": "u", "event": "view"}])[0].time_ns
+    for n, worker in enumerate(workers * 2):
+        events = parse_items([{"uid": "u", "event": "view", "n": n}])
+        events[0].time_ns = same_ns  # what the real clock does now and then
+        Pipeline([worker], state).ingest(events)
+    sent = parse_items([{"uid": "u", "event": "view", "n": 9, "time": "2026-01-02T03:04:05.000000006Z"}])
+    Pipeline([workers[1]], state).ingest(sent)
+    assert relay.drain(20) is True
+    points = influxdb1.points("clock", "analytics")
+    assert sorted(p["n"] for p in points) == [0, 1, 2, 3, 9]
+    assert len({p["time"] for p in points}) == 5
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT time_ns FROM events WHERE id = ?", (sent[0].id,)).fetchone()[0] == sent[0].time_ns
+        stored = {json.loads(data)["n"]: (t, json.loads(data)["time"]) for t, data in conn.execute(
+            "SELECT time_ns, data FROM events")}
+    assert stored[0][0] == same_ns and stored[3][0] == same_ns + 3  # in arrival order
+    assert all(stamp == format_time(t) for t, stamp in stored.values())  # GET /log/event says the same
     sink.close(1)
 
 
