@@ -345,9 +345,12 @@ def parse_item(obj: Any, *, table_name: str = "analytics", now_ns: Optional[int]
 
 
 def parse_items(objs: List[Any], *, table_name: str = "analytics", stamp_now: bool = False) -> List[Event]:
-    """Validate a whole batch; the first bad item raises, so a batch is taken whole or not at all."""
+    """Validate a whole batch; the first bad item raises, so a batch is taken whole or not at all.
+
+    The items without a ``time`` get the receive time 1 ns apart, in order: InfluxDB keeps one
+    point per series and time, and distinct times cost nothing to give here."""
     now_ns = _time.time_ns()
-    return [parse_item(obj, table_name=table_name, now_ns=now_ns, index=i, stamp_now=stamp_now)
+    return [parse_item(obj, table_name=table_name, now_ns=now_ns + i, index=i, stamp_now=stamp_now)
             for i, obj in enumerate(objs)]
 
 

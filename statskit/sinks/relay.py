@@ -37,7 +37,7 @@ import os
 import random
 import threading
 import time
-from typing import Any, Iterator, List, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -65,7 +65,7 @@ class Follower(Protocol):
     relay_batch: int  # events per delivery at most
     relay_interval: float  # seconds between deliveries while the log has less than a batch
 
-    def prepare(self, events: Sequence[Event]) -> List[Any]: ...
+    def prepare(self, events: Sequence[Event]) -> List[Any]: ...  # may run while the last send is in flight
 
     def send(self, batch: List[Any]) -> None: ...
 
@@ -89,6 +89,7 @@ class Relay:
         self._mutex = threading.Lock()  # one delivery at a time: the thread's, or drain()'s
         self._failing = False
         self._log_failure = RateLimit(10.0)
+        self._ahead: Optional[_ReadAhead] = None
         log.follow(sink.name)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -161,17 +162,34 @@ class Relay:
         if own is not None:  # the sink keeps its cursor with its data: it knows best what it has
             cursor = max(cursor, own() or 0)
         cursor = self._bounded(cursor)
-        rows = self.log.read_after(cursor, self.batch)
-        if not rows:
+        ready = self._ready(cursor)
+        if ready is None:
             return 0
-        events = [event for _, event in rows]
-        if not self._send(events, rows[-1][0], give_up_at):
+        upto, count, batch = ready
+        if count == self.batch:  # more waiting: read and prepare the next batch while this one is sent
+            self._ahead = _ReadAhead(self, upto)
+        if not self._send(batch, count, upto, give_up_at):
             return None
-        self.log.set_cursor(name, rows[-1][0])
-        return len(rows)
+        self.log.set_cursor(name, upto)
+        return count
 
-    def _send(self, events: List[Event], upto: int, give_up_at: Optional[float]) -> bool:
-        batch = self.sink.prepare(events)
+    def _prepared(self, after: int) -> Optional[Tuple[int, int, List[Any]]]:
+        """The next batch after ``after``: (its last number, how many events, the sink's form)."""
+        rows = self.log.read_after(after, self.batch)
+        if not rows:
+            return None
+        return rows[-1][0], len(rows), self.sink.prepare([event for _, event in rows])
+
+    def _ready(self, cursor: int) -> Optional[Tuple[int, int, List[Any]]]:
+        """The batch after ``cursor``: the one read ahead when it starts there, else read now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.join()
+            if ahead.after == cursor and ahead.error is None:
+                return ahead.result
+        return self._prepared(cursor)
+
+    def _send(self, batch: List[Any], count: int, upto: int, give_up_at: Optional[float]) -> bool:
         send_at = getattr(self.sink, "send_at", None)
         attempt = 0
         while True:
@@ -194,8 +212,8 @@ class Relay:
                     time.sleep(delay)
                 continue
             except Exception as exc:  # a bug, not the backend: give the batch up and say why
-                self.state.incr("statskit_sink_dropped", {"sink": self.sink.name, "reason": "rejected"}, len(events))
-                log.error("relay to %s: gave up %d events: %s: %s", self.sink.name, len(events),
+                self.state.incr("statskit_sink_dropped", {"sink": self.sink.name, "reason": "rejected"}, count)
+                log.error("relay to %s: gave up %d events: %s: %s", self.sink.name, count,
                           exc.__class__.__name__, exc, exc_info=True)
                 return True
             if self._failing:
@@ -227,6 +245,25 @@ class Relay:
     def backlog(self) -> int:
         """Events in the log this sink has not confirmed (a gauge in /metrics)."""
         return max(0, self.log.last_seq() - self.log.cursor(self.sink.name))
+
+
+class _ReadAhead(threading.Thread):
+    """Reads and prepares the batch after ``after`` while the relay waits for the sink to store
+    the one before (InfluxDB's answer takes as long again as preparing a batch): the two overlap."""
+
+    def __init__(self, relay: Relay, after: int) -> None:
+        super().__init__(name=f"statskit-relay-{relay.sink.name}-ahead", daemon=True)
+        self.relay = relay
+        self.after = after
+        self.result: Optional[Tuple[int, int, List[Any]]] = None
+        self.error: Optional[BaseException] = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.relay._prepared(self.after)
+        except BaseException as exc:  # read again by the relay itself, which reports it
+            self.error = exc
 
 
 class BacklogMetrics:
