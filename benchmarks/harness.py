@@ -30,8 +30,12 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from gunicorn_server import SECRET, StatskitServer, free_port  # noqa: E402
+from statskit.config import load_settings  # noqa: E402
 
 WORKERS = 2
+# The baseline runs the worker configuration statskit runs by default (issue 16 compares the two
+# under it): gunicorn's gthread worker with as many threads, or its sync worker for threads = 1.
+DEFAULT_THREADS = load_settings(env={}).server.threads
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Scenario:
     server_args: List[str] = field(default_factory=list)
     target: Optional[float] = None  # minimum ratio to the baseline, printed beside the figure
     target_events_per_s: Optional[float] = None
+    threads: int = DEFAULT_THREADS  # statskit's and the baseline's threads per worker (1 = sync workers)
 
 
 def _event_batch(n: int) -> bytes:
@@ -81,6 +86,10 @@ def _panel_heartbeat() -> bytes:
 SCENARIOS: List[Scenario] = [
     Scenario("POST /log/event, one event, default sinks", "POST", "/log/event",
              body=b'{"uid": "user-1", "event": "signup", "plan": "pro"}', auth=True, target=0.8),
+    # The other configuration: sync workers (only behind a buffering proxy: slow clients hold them).
+    Scenario("POST /log/event, one event, sync workers (--threads 1)", "POST", "/log/event",
+             body=b'{"uid": "user-1", "event": "signup", "plan": "pro"}', auth=True, threads=1,
+             server_args=["--threads", "1"]),
     Scenario("POST /log/events, 500 events, default sinks", "POST", "/log/events",
              body=_event_batch(500), auth=True, events_per_request=500, target_events_per_s=100_000),
     # One-shot events (issue 4): labels in the query string, no body, as the original's curl example.
@@ -95,9 +104,10 @@ SCENARIOS: List[Scenario] = [
 class BareServer:
     """gunicorn serving ``benchmarks/bare_app.py``: a Falcon app that answers 204 to anything."""
 
-    def __init__(self, workers: int = WORKERS) -> None:
+    def __init__(self, workers: int = WORKERS, threads: int = DEFAULT_THREADS) -> None:
         self.port = free_port()
         self.workers = workers
+        self.threads = threads
         self.proc: Optional[subprocess.Popen] = None
 
     @property
@@ -106,7 +116,8 @@ class BareServer:
 
     def __enter__(self) -> "BareServer":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--worker-class", "sync",
+            [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--threads", str(self.threads),
+             "--worker-class", "gthread" if self.threads > 1 else "sync",
              "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", "bare_app:app"],
             cwd=str(ROOT / "benchmarks"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -160,7 +171,7 @@ def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, conne
             server = StatskitServer(data_dir, workers=WORKERS, args=scenario.server_args)
             headers = {"Authorization": f"Token {server.token()}"} if scenario.auth else {}
             for _ in range(rounds):
-                with BareServer() as bare:
+                with BareServer(threads=scenario.threads) as bare:
                     bare_rates.append(wrk(bare.url, scenario, headers, duration, connections, workdir))
                 with server:
                     kit_rates.append(wrk(server.url, scenario, headers, duration, connections, workdir))

@@ -24,6 +24,8 @@ from statskit.config import (
 )
 from statskit.constants import SECRET_FILE
 
+from . import balance
+
 log = logging.getLogger("statskit.server")
 
 
@@ -114,6 +116,7 @@ def gunicorn_options(settings: Settings) -> dict:
         "loglevel": server.log_level,
         "proc_name": "statskit",
         "worker_exit": _worker_exit,
+        **({"pre_fork": balance.pre_fork, "child_exit": balance.child_exit} if server.threads > 1 else {}),
         "forwarded_allow_ips": ",".join(server.trusted_proxies) or "127.0.0.1",
         **_control_socket(server.data_dir),
     }

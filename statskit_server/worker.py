@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 from gunicorn.workers import gthread
 
+from . import balance
+
 #: A head larger than this is handed to gunicorn's parser as it is (its limits answer it).
 MAX_HEAD = 64 * 1024
 _TIMEOUT_BODY = b'{"error": "request_timeout", "message": "the request head was not sent in time"}'
@@ -62,7 +64,23 @@ def configure(header_timeout: float, body_timeout: float) -> None:
 
 
 class StatskitWorker(gthread.ThreadWorker):
-    """gthread with the request head collected in the main loop and deadlines for head and body."""
+    """gthread with the request head collected in the main loop, deadlines for head and body,
+    and connections spread over the workers (:mod:`statskit_server.balance`)."""
+
+    sk_slot: Optional[int] = None  # this worker's row in the balance table (the master's pre_fork)
+
+    # gunicorn's loop accepts while ``nr_conns < worker_connections``, asked on every turn: the
+    # limit it reads is the configured one, lowered to this worker's fair share.
+    @property
+    def worker_connections(self) -> int:
+        table = balance.TABLE
+        if table is None or self.sk_slot is None:
+            return self._sk_cap
+        return table.limit(self.sk_slot, self.nr_conns, self._sk_cap)
+
+    @worker_connections.setter
+    def worker_connections(self, value: int) -> None:
+        self._sk_cap = value
 
     def handle(self, conn: Any) -> Any:
         if self.cfg.is_ssl or conn.is_http2:

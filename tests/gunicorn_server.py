@@ -199,3 +199,30 @@ def _children(pid: int) -> List[int]:
     except FileNotFoundError:
         return []
     return [int(p) for p in out.split()]
+
+
+def connections_by_worker(server: "StatskitServer") -> Dict[int, int]:
+    """Established connections to ``server``'s port that each worker process holds (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == server.port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    held = {}
+    for pid in server.worker_pids():
+        count = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                count += 1
+        held[pid] = count
+    return held

@@ -1,13 +1,15 @@
 """Slow and idle clients do not take the default server down (issue 15)."""
 from __future__ import annotations
 
+import select
+import subprocess
 import socket
 import threading
 import time
 
 import requests
 
-from gunicorn_server import StatskitServer
+from gunicorn_server import StatskitServer, connections_by_worker
 
 
 def _slowloris(port: int, stop: threading.Event, body: bool) -> None:
@@ -101,3 +103,48 @@ def test_a_body_not_sent_in_time_is_a_408_and_stores_nothing(tmp_path):
         assert b"request_timeout" in answer
         got = requests.get(server.url + "/log/event/late-1", headers=server.headers(), timeout=5)
         assert got.status_code == 404
+
+
+def test_connections_spread_over_the_workers(tmp_path):
+    """Each gthread worker takes its share of the connections (statskit_server/balance.py):
+    without it, one worker often took most of them and the other sat idle (6 and 2 of 8)."""
+    server = StatskitServer(tmp_path, workers=2)
+    with server:
+        sockets: list = []
+
+        def connect() -> None:  # kept alive after its answer
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sockets.append(sock)
+
+        try:
+            # /healthz answered by one worker says nothing of the other, which may still be
+            # loading the app (meanwhile the first rightly takes everything): wait for both.
+            deadline = time.monotonic() + 20
+            while min(connections_by_worker(server).values(), default=0) == 0 and time.monotonic() < deadline:
+                connect()
+                time.sleep(0.05)
+            for _ in range(3):  # each round: 8 connections at once, as a load generator or a pool opens them
+                for sock in sockets:
+                    sock.close()
+                sockets.clear()
+                time.sleep(1.5)  # every worker's loop turns at least once a second: their counts are back to 0
+                burst = [socket.socket() for _ in range(8)]
+                sockets.extend(burst)
+                for sock in burst:
+                    sock.setblocking(False)
+                    sock.connect_ex(("127.0.0.1", server.port))
+                for sock in burst:
+                    select.select([], [sock], [], 10)
+                    sock.setblocking(True)
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                for sock in burst:
+                    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+                held = connections_by_worker(server)
+                assert sum(held.values()) == 8, (held, server.worker_pids(), subprocess.run(["ss", "-tnp"], capture_output=True, text=True).stdout[-3000:])
+                # the worker that woke first took most (7 and 1, 8 and 0) before
+                assert min(held.values()) >= 3, f"connections per worker: {held}"
+        finally:
+            for sock in sockets:
+                sock.close()
