@@ -89,6 +89,7 @@ MAX_LABEL_VALUE = 1024
 # max_cache_size sessions must not be able to hold max_cache_size request bodies.
 MAX_UUID = 128
 POINT_MEASUREMENT = "grafana_sessions"
+POINTS_TABLE = "grafana_points"  # the host's log of points waiting for InfluxDB (tracker.py)
 
 
 

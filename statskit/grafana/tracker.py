@@ -7,12 +7,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import RetryableError
 from ..labels import LabelKey
+from ..sinks.relay import Relay
+from ..sinks.sqlite import SQLiteSink
 from ..state import StateStore
 from ..worker import BatchWorker, Worker
 from .payload import Payload
 from .points import session_point
 from .sessions import (
     DURATION,
+    POINTS_TABLE,
     SESSIONS,
     UNSAVED_DASHBOARD,
     Change,
@@ -39,8 +42,10 @@ class SessionTracker:
 
     def __init__(self, state: StateStore, cache: SessionCache, *, timeout: float = 0.0, user_metrics: bool = True,
                  log: Any = None, point_sinks: Sequence[Any] = (), point_variables: bool = True,
-                 max_latency: float = 0.05, max_queue: int = 100_000, journal: Any = None) -> None:
+                 max_latency: float = 0.05, max_queue: int = 100_000, journal: Any = None,
+                 relays: Sequence[Relay] = ()) -> None:
         self.state = state
+        self.relays = list(relays)  # deliver the points log to InfluxDB (from_settings); started here
         self.cache = cache
         self.timeout = timeout
         self.user_metrics = user_metrics
@@ -55,6 +60,8 @@ class SessionTracker:
         if journal is not None:
             journal.apply = self._apply_batch
             journal.start()  # payloads a crash left in the journal are applied without waiting for new ones
+        for relay in self.relays:
+            relay.start()  # (built in the serving process: create_app runs after gunicorn's fork)
 
     @classmethod
     def from_settings(cls, settings: Any, state: StateStore, sinks: Sequence[Any] = ()) -> "SessionTracker":
@@ -76,9 +83,19 @@ class SessionTracker:
                        lambda _: SQLiteDB(database_path(settings.server.data_dir)))
         journal = None if db is None else PayloadJournal(db, lambda items: None, decode=decode_payload,
                                                          commit_wait=settings.sqlite.commit_wait)
+        point_sinks: List[Any] = influx
+        relays: List[Relay] = []
+        if db is not None and influx:
+            # Points go to a log of their own on the host's disk, and a relay per InfluxDB sink
+            # writes them from there (statskit/sinks/relay.py): a crash or an InfluxDB outage
+            # loses none (they used to wait up to 1 s in the sink's memory).
+            points = SQLiteSink(db, commit_wait=settings.sqlite.commit_wait, outbox=True, table=POINTS_TABLE)
+            relays = [Relay(sink, points, state, max_backlog=settings.sinks.max_backlog, name=f"{sink.name}.sessions")
+                      for sink in influx]
+            point_sinks = [points]
         return cls(state, cache, timeout=g.session_timeout, user_metrics=not g.disable_user_metrics,
-                   log=SessionLog.from_settings(settings), point_sinks=influx,
-                   point_variables=not g.disable_variable_log, journal=journal)
+                   log=SessionLog.from_settings(settings), point_sinks=point_sinks,
+                   point_variables=not g.disable_variable_log, journal=journal, relays=relays)
 
     # -- applying ----------------------------------------------------------------------
 
@@ -213,4 +230,6 @@ class SessionTracker:
         worker = self._worker
         if worker is not None:
             worker.close(timeout)
+        for relay in self.relays:  # the points applied so far, to InfluxDB (the rest waits in the log)
+            relay.close(timeout)
         self.cache.close()

@@ -74,15 +74,17 @@ class Relay:
     """Feeds one :class:`Follower` from ``log`` (see the module docstring)."""
 
     def __init__(self, sink: Follower, log: Any, state: Any, *, max_backlog: int = 1_000_000,
-                 lock_retry: float = LOCK_RETRY) -> None:
+                 lock_retry: float = LOCK_RETRY, name: Optional[str] = None) -> None:
         self.sink = sink
+        # The cursor's (and lock's, and metrics') name: the sink's, unless it follows two logs.
+        self.name = name or sink.name
         self.log = log
         self.state = state
         self.max_backlog = max_backlog
         self.lock_retry = lock_retry
         self.batch = max(1, int(getattr(sink, "relay_batch", 1000)))
         self.interval = float(getattr(sink, "relay_interval", 0.1))
-        self.lock = HostLock(f"{log.db.path}.relay-{sink.name}.lock")
+        self.lock = HostLock(f"{log.db.path}.relay-{self.name}.lock")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -90,13 +92,13 @@ class Relay:
         self._failing = False
         self._log_failure = RateLimit(10.0)
         self._ahead: Optional[_ReadAhead] = None
-        log.follow(sink.name)
+        log.follow(self.name)
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread is None or self._thread.pid != os.getpid():  # type: ignore[attr-defined]
-            thread = threading.Thread(target=self._run, name=f"statskit-relay-{self.sink.name}", daemon=True)
+            thread = threading.Thread(target=self._run, name=f"statskit-relay-{self.name}", daemon=True)
             thread.pid = os.getpid()  # type: ignore[attr-defined]
             self._thread = thread
             thread.start()
@@ -133,7 +135,7 @@ class Relay:
                 self._mutex.release()
             if moved is None:
                 return False  # failing, and out of time
-            if moved < self.batch and self.log.cursor(self.sink.name) >= self.log.last_seq():
+            if moved < self.batch and self.log.cursor(self.name) >= self.log.last_seq():
                 return True
 
     # -- the thread ------------------------------------------------------------------------
@@ -147,7 +149,7 @@ class Relay:
                 with self._mutex:
                     moved = self._deliver_once(give_up_at=None)
             except Exception:  # the log itself failed (disk gone, locked past its timeout): try later
-                log.exception("relay to %s: reading the event log failed", self.sink.name)
+                log.exception("relay to %s: reading the event log failed", self.name)
                 moved = 0
             if moved is None or moved < self.batch:
                 self._wake.wait(self.interval)
@@ -156,7 +158,7 @@ class Relay:
     def _deliver_once(self, give_up_at: Optional[float]) -> Optional[int]:
         """Send one batch after the cursor and move the cursor. How many events it moved past,
         or None when the sink kept failing until ``give_up_at`` (or the relay is stopping)."""
-        name = self.sink.name
+        name = self.name
         cursor = self.log.cursor(name)
         own = getattr(self.sink, "position", None)
         if own is not None:  # the sink keeps its cursor with its data: it knows best what it has
@@ -212,20 +214,20 @@ class Relay:
                     time.sleep(delay)
                 continue
             except Exception as exc:  # a bug, not the backend: give the batch up and say why
-                self.state.incr("statskit_sink_dropped", {"sink": self.sink.name, "reason": "rejected"}, count)
-                log.error("relay to %s: gave up %d events: %s: %s", self.sink.name, count,
+                self.state.incr("statskit_sink_dropped", {"sink": self.name, "reason": "rejected"}, count)
+                log.error("relay to %s: gave up %d events: %s: %s", self.name, count,
                           exc.__class__.__name__, exc, exc_info=True)
                 return True
             if self._failing:
                 self._failing = False
-                log.warning("relay to %s: writes work again", self.sink.name)
+                log.warning("relay to %s: writes work again", self.name)
             return True
 
     def _failed(self, exc: Exception) -> None:
         self._failing = True
         if self._log_failure.allow("failed"):
             log.warning("relay to %s: write failed, retrying (%s); %d events behind (%d more failures not logged)",
-                        self.sink.name, exc, self.backlog(), self._log_failure.suppressed("failed"))
+                        self.name, exc, self.backlog(), self._log_failure.suppressed("failed"))
 
     def _bounded(self, cursor: int) -> int:
         """The cursor, moved on when the sink is more than ``max_backlog`` events behind: the
@@ -235,16 +237,16 @@ class Relay:
             return cursor
         target = last - self.max_backlog
         skipped = self.log.count_between(cursor, target)
-        self.log.set_cursor(self.sink.name, target)
+        self.log.set_cursor(self.name, target)
         if skipped:
-            self.state.incr("statskit_sink_dropped", {"sink": self.sink.name, "reason": "backlog_full"}, skipped)
+            self.state.incr("statskit_sink_dropped", {"sink": self.name, "reason": "backlog_full"}, skipped)
             log.error("relay to %s: %d events behind, over [sinks] max_backlog = %d: skipped the oldest %d",
-                      self.sink.name, last - cursor, self.max_backlog, skipped)
+                      self.name, last - cursor, self.max_backlog, skipped)
         return target
 
     def backlog(self) -> int:
         """Events in the log this sink has not confirmed (a gauge in /metrics)."""
-        return max(0, self.log.last_seq() - self.log.cursor(self.sink.name))
+        return max(0, self.log.last_seq() - self.log.cursor(self.name))
 
 
 class _ReadAhead(threading.Thread):
@@ -252,7 +254,7 @@ class _ReadAhead(threading.Thread):
     the one before (InfluxDB's answer takes as long again as preparing a batch): the two overlap."""
 
     def __init__(self, relay: Relay, after: int) -> None:
-        super().__init__(name=f"statskit-relay-{relay.sink.name}-ahead", daemon=True)
+        super().__init__(name=f"statskit-relay-{relay.name}-ahead", daemon=True)
         self.relay = relay
         self.after = after
         self.result: Optional[Tuple[int, int, List[Any]]] = None
@@ -277,5 +279,5 @@ class BacklogMetrics:
                                    "Events in the durable log a sink fed from it has not confirmed stored.",
                                    labels=["sink"])
         for relay in self.relays:
-            family.add_metric([relay.sink.name], relay.backlog())
+            family.add_metric([relay.name], relay.backlog())
         yield family

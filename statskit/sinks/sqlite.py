@@ -33,7 +33,7 @@ log = logging.getLogger("statskit.sinks.sqlite")
 _full_log = RateLimit(10.0)
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS {table} (
     seq     INTEGER PRIMARY KEY,
     id      TEXT NOT NULL UNIQUE,
     time_ns INTEGER NOT NULL,
@@ -103,11 +103,12 @@ class SQLiteSink:
     durable = True  # the pipeline's durable copy: its failure fails the request (see Pipeline.ingest)
 
     def __init__(self, db: SQLiteDB, retention_days: float = 0.0, commit_wait: float = 0.002, *,
-                 outbox: bool = False, ack: str = "durable") -> None:
+                 outbox: bool = False, ack: str = "durable", table: str = "events") -> None:
         self.db = db
-        self.db.ensure_schema(SCHEMA)
+        self.table = table  # another log beside the events: a feature's points (grafana/tracker.py)
+        self.db.ensure_schema(SCHEMA.format(table=table))
         if not outbox:
-            self.db.ensure_schema(INDEXES)
+            self.db.ensure_schema(INDEXES)  # only the events table is ever queried
         self.outbox = outbox
         self.retention_ns = int(retention_days * 86400e9)
         self._next_purge = 0.0
@@ -139,7 +140,7 @@ class SQLiteSink:
             raise  # locked/busy past the timeout: a 503 by the server's error handler
 
     def _insert(self, conn: sqlite3.Connection, rows: List[tuple]) -> None:
-        conn.executemany("INSERT OR IGNORE INTO events (id, time_ns, uid, event, data) VALUES (?, ?, ?, ?, ?)",
+        conn.executemany(f"INSERT OR IGNORE INTO {self.table} (id, time_ns, uid, event, data) VALUES (?, ?, ?, ?, ?)",
                          _stamp(conn, rows))
         if self.retention_ns and time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + 600
@@ -149,7 +150,7 @@ class SQLiteSink:
         """Delete old events, never one a sink fed from the log has not confirmed, and never the
         newest row: ``seq`` is max + 1 (no AUTOINCREMENT), so an emptied table would hand out
         numbers again that the cursors have passed."""
-        sql = f"DELETE FROM events WHERE {where} AND seq < (SELECT max(seq) FROM events)"
+        sql = f"DELETE FROM {self.table} WHERE {where} AND seq < (SELECT max(seq) FROM {self.table})"
         args: List[int] = [arg]
         if self.followers:
             marks = ", ".join("?" * len(self.followers))
@@ -166,7 +167,7 @@ class SQLiteSink:
             self.followers.append(name)
         with self.db.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO sink_cursors (sink, seq) VALUES (?, "
-                         "(SELECT coalesce(max(seq), 0) FROM events))", (name,))
+                         f"(SELECT coalesce(max(seq), 0) FROM {self.table}))", (name,))
 
     def cursor(self, name: str) -> int:
         row = self.db.connection().execute("SELECT seq FROM sink_cursors WHERE sink = ?", (name,)).fetchone()
@@ -180,11 +181,11 @@ class SQLiteSink:
                 self._delete(conn, "seq <= ?", seq)
 
     def last_seq(self) -> int:
-        return int(self.db.connection().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+        return int(self.db.connection().execute(f"SELECT coalesce(max(seq), 0) FROM {self.table}").fetchone()[0])
 
     def read_after(self, seq: int, limit: int) -> List[Tuple[int, Event]]:
         """Up to ``limit`` events after ``seq``, in log order, with their numbers."""
-        rows = self.db.connection().execute("SELECT seq, time_ns, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        rows = self.db.connection().execute(f"SELECT seq, time_ns, data FROM {self.table} WHERE seq > ? ORDER BY seq LIMIT ?",
                                             (seq, limit)).fetchall()
         out = []
         for seq_, time_ns, data in rows:
@@ -194,11 +195,11 @@ class SQLiteSink:
         return out
 
     def count_between(self, after: int, upto: int) -> int:
-        return int(self.db.connection().execute("SELECT count(*) FROM events WHERE seq > ? AND seq <= ?",
+        return int(self.db.connection().execute(f"SELECT count(*) FROM {self.table} WHERE seq > ? AND seq <= ?",
                                                 (after, upto)).fetchone()[0])
 
     def get(self, event_id: str) -> Optional[Event]:
-        row = self.db.connection().execute("SELECT data FROM events WHERE id = ?", (event_id,)).fetchone()
+        row = self.db.connection().execute(f"SELECT data FROM {self.table} WHERE id = ?", (event_id,)).fetchone()
         return Event.from_dict(orjson.loads(row[0])) if row else None
 
     def query(self, uid: Optional[str] = None, event: Optional[str] = None, since_ns: Optional[int] = None,
@@ -209,14 +210,14 @@ class SQLiteSink:
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        sql = "SELECT data FROM events"
+        sql = f"SELECT data FROM {self.table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_ns DESC, seq DESC LIMIT ?"
         return [Event.from_dict(orjson.loads(row[0])) for row in self.db.connection().execute(sql, (*args, int(limit)))]
 
     def count(self) -> int:
-        return self.db.connection().execute("SELECT count(*) FROM events").fetchone()[0]
+        return self.db.connection().execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]
 
     def flush(self, timeout: Optional[float] = None) -> None:
         self.group.flush(timeout)  # nothing with ack = durable: emit commits

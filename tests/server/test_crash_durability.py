@@ -167,3 +167,40 @@ def test_acknowledged_panel_payloads_survive_kill_9(tmp_path):
     finally:
         server.stop()
         server.kill()
+
+
+def test_session_points_reach_influxdb_after_a_kill_9_during_an_outage(influxdb1, tmp_path):
+    """A payload's point waits in a log on the host's disk, not in the InfluxDB sink's memory:
+    applied while InfluxDB is down, killed, restarted, InfluxDB back: every point is there, once."""
+    from grafana_payloads import encode, payload
+
+    env = {"INFLUXDB_URL": influxdb1.url, "INFLUXDB_API": "v1", "INFLUXDB_DB": "crash"}
+    server = StatskitServer(tmp_path, workers=2, env=env, own_group=True, args=["--sinks", "influxdb"])
+    server.start()
+    influxdb1.stop()
+    uuids = {f"p{i}" for i in range(40)}
+    session = requests.Session()
+    for uuid in sorted(uuids):
+        resp = session.post(server.url + "/write", data=encode(payload(uuid, "start", 1_700_000_000)), timeout=5)
+        assert resp.status_code == 201
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # applied: its session log line is out, its point right after
+        if set(re.findall(r'msg="Received session data" uuid=(p\d+) ', server.stdout())) >= uuids:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)
+    server.kill_group()
+    influxdb1.start()
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sessions = [p["session"] for p in influxdb1.points("crash", "grafana_sessions")]
+            if set(sessions) >= uuids:
+                break
+            time.sleep(0.5)
+        assert uuids - set(sessions) == set(), f"{len(uuids - set(sessions))} of 40 session points lost"
+        assert len(sessions) == 40  # a point sent again overwrote itself
+    finally:
+        server.stop()
+        server.kill()
