@@ -54,9 +54,16 @@ class Runtime:
     services: Dict[str, Any] = field(default_factory=dict)
     metric_sources: List[MetricSource] = field(default_factory=list)
     closers: List[Closer] = field(default_factory=list)
+    closed: bool = False
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Flush everything buffered (graceful stop): features first, then sinks and state."""
+        """Flush everything buffered (graceful stop): features first, then sinks and state.
+        Once: the process's exit hooks (:func:`shutdown`) skip a runtime its owner closed."""
+        with _lock:
+            _runtimes.discard(self)
+        if self.closed:
+            return
+        self.closed = True
         for closer in self.closers:
             try:
                 closer(timeout)

@@ -169,8 +169,10 @@ class PayloadJournal:
             try:
                 if self._apply_once() < self.batch:
                     return True
-            except Exception as exc:
-                log.warning("applying panel payloads failed (%s); they stay in the journal", exc)
+            except Exception as exc:  # rate-limited with the thread's: a scrape flushes too
+                if self._failures.allow("apply"):
+                    log.warning("applying panel payloads failed (%s); they stay in the journal (%d more failures "
+                                "not logged)", exc, self._failures.suppressed("apply"))
                 if deadline is None or time.monotonic() >= deadline:
                     return False
                 time.sleep(0.05)

@@ -313,3 +313,18 @@ def test_counters_survive_a_new_app_on_the_same_data_dir(settings):
     rows = second.statskit.state.counters("statskit_events_accepted")
     assert sum_by(rows, "statskit_events_accepted") == 1
     second.statskit.close(1.0)
+
+
+def test_an_app_closed_by_its_owner_is_not_closed_again_at_exit(tmp_path, caplog):
+    """The exit hook closes what nobody closed; closing twice retried the journal on a data dir
+    the program had already removed, a warning every 50 ms for a second."""
+    from statskit_server.app import shutdown
+
+    data = tmp_path / "data"
+    app = create_app(make_settings(data))
+    testing.TestClient(app).simulate_get("/metrics")
+    app.statskit.close(1.0)
+    shutil.rmtree(data)
+    with caplog.at_level("WARNING"):
+        shutdown(1.0)
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
