@@ -33,6 +33,7 @@ from typing import Any, Dict, Optional
 # gunicorn's loop turns at least once a second (its select timeout), so an idle worker's row is
 # never older than that: past 2.5 s the worker is busy in one turn for long, or gone.
 STALE_S = 2.5
+REFRESH_MS = 50  # a worker whose count did not change looks at the others this often
 _ROW = struct.Struct("=iiq")  # pid, connections, last look (monotonic ms: one clock for the host)
 
 
@@ -42,6 +43,7 @@ class Balance:
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self.mem = mmap.mmap(-1, slots * _ROW.size)  # MAP_SHARED | MAP_ANONYMOUS: children share it
+        self._last = (-1, 0, 0)  # (connections, ms, limit) of this process's last look
 
     def assign(self, taken: Dict[int, Any]) -> Optional[int]:
         """A free slot for a worker about to be forked (``taken``: slot -> its worker), or None."""
@@ -57,6 +59,9 @@ class Balance:
     def limit(self, slot: int, connections: int, cap: int) -> int:
         """Publish ``connections`` for ``slot``; how many this worker may hold now (at most ``cap``)."""
         now = int(time.monotonic() * 1000)
+        held_before, seen_at, allowed = self._last
+        if connections == held_before and now - seen_at < REFRESH_MS:
+            return allowed  # gunicorn asks on every turn of its loop: the table is read 20 times a second at most
         _ROW.pack_into(self.mem, slot * _ROW.size, os.getpid(), connections, now)
         total = live = 0
         for row in range(self.slots):
@@ -65,7 +70,9 @@ class Balance:
                 total += held
                 live += 1
         fair = -(-total // live)  # ceil: live >= 1, this worker's own row
-        return max(1, min(cap, fair + 1))
+        allowed = max(1, min(cap, fair + 1))
+        self._last = (connections, now, allowed)
+        return allowed
 
 
 #: Made by the master (:func:`pre_fork`) for its gthread workers; None for sync workers.
