@@ -8,8 +8,9 @@
 * the same two with gunicorn's sync worker (``--threads 1``: one request per process at a
   time, so one transaction per request).
 
-Throughput as ratios to bare Falcon (gunicorn sync, same workers), and wrk's p50/p99 latency;
-the latency the durable commit adds is the sqlite rows minus the ``no durable sink`` row.
+Throughput as ratios to bare Falcon (gunicorn gthread with statskit's default threads, same
+workers), and wrk's p50/p99 latency; the latency the durable commit adds is the sqlite rows
+minus the ``no durable sink`` row.
 Bounded: each load run lasts ``duration`` seconds; servers are stopped by PID; loopback only.
 """
 from __future__ import annotations
