@@ -22,6 +22,7 @@ import time as _time
 from bisect import bisect_left
 from collections import defaultdict
 from typing import (
+    Any,
     Callable,
     Dict,
     Iterable,
@@ -124,11 +125,15 @@ _route_labels: Dict[Tuple[str, str, int], tuple] = {}
 class StateMetrics:
     """Every counter in the state store, shaped by :func:`describe`, plus build info."""
 
-    def __init__(self, state: StateStore, prefix: str = "statskit_") -> None:
+    def __init__(self, state: StateStore, prefix: str = "statskit_",
+                 before: Sequence[Callable[[], Any]] = ()) -> None:
         self.state = state
         self.prefix = prefix
+        self.before = list(before)  # run first: a relay whose counts are due (the Prometheus sink's)
 
     def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        for catch_up in self.before:
+            catch_up()
         build = GaugeMetricFamily("statskit_build_info", "statskit version and Python it runs on.",
                                   labels=["version", "python"])
         build.add_metric([__version__, platform.python_version()], 1)

@@ -52,7 +52,7 @@ class Pipeline:
             self.readers.append(sink)
         if getattr(sink, "durable", False):
             self.durable.append(sink)
-        elif self.log is not None and isinstance(sink, Follower):
+        elif self.log is not None and isinstance(sink, Follower) and getattr(sink, "follows_log", True):
             self.relays.append(Relay(sink, self.log, self.state, max_backlog=self.max_backlog))
         else:
             self.others.append(sink)
@@ -191,6 +191,7 @@ def build_pipeline(settings: Any, state: Optional[StateStore] = None) -> Pipelin
         state = open_backend(settings.state.backend, settings.server.data_dir, settings.state.flush_interval,
                              settings.state)
     sinks = build_sinks(settings.sinks.enabled, settings, state)
-    if any(isinstance(s, Follower) for s in sinks) and not any(getattr(s, "durable", False) for s in sinks):
+    if (any(isinstance(s, Follower) and getattr(s, "needs_log", True) for s in sinks)
+            and not any(getattr(s, "durable", False) for s in sinks)):
         sinks.insert(0, SQLiteSink.outbox_from_settings(settings, state))  # the durable log they follow
     return Pipeline(sinks, state, max_backlog=settings.sinks.max_backlog)

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import weakref
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -39,6 +40,7 @@ from .middleware import RequestMetrics
 from .routes import Web, events, health, metrics
 
 log = logging.getLogger("statskit.server")
+SCRAPE_CATCH_UP = 1.0  # seconds a scrape waits at most for the counts of events already acknowledged
 
 Closer = Callable[[Optional[float]], None]
 
@@ -97,7 +99,11 @@ def create_app(settings: Optional[Settings] = None, *, state: Optional[StateStor
                              settings.state)
         pipeline = build_pipeline(settings, state)
     runtime = Runtime(settings, pipeline.state, pipeline)
-    runtime.metric_sources.append(StateMetrics(runtime.state))
+    # The sinks that store what /metrics shows (the Prometheus sink, fed from the log): a scrape
+    # has their relays catch up first, so it shows every event acknowledged before it.
+    scraped = [relay for relay in pipeline.relays if getattr(relay.sink, "scraped", False)]
+    runtime.metric_sources.append(StateMetrics(runtime.state, before=[partial(r.drain, SCRAPE_CATCH_UP)
+                                                                      for r in scraped]))
     web = Web(settings, Authenticator.from_settings(settings))
 
     app = StatskitApp(middleware=[RequestMetrics(runtime.state)])

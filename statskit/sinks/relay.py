@@ -59,7 +59,12 @@ class Follower(Protocol):
 
     ``send`` raises :class:`~statskit.errors.RetryableError` when the backend is down: the same
     batch is sent again later (it may remove from the list what it did store first). Any other
-    exception gives the batch up (counted as ``rejected``)."""
+    exception gives the batch up (counted as ``rejected``).
+
+    Optional: ``send_at(batch, seq)`` stores the batch and the cursor together (exactly once);
+    ``follows_log = False`` has the pipeline give it events in the request instead;
+    ``needs_log = False`` makes no outbox for it alone; ``scraped = True`` has a scrape of
+    ``/metrics`` let its relay catch up first (it stores what /metrics shows)."""
 
     name: str
     relay_batch: int  # events per delivery at most

@@ -26,7 +26,8 @@ _errors = RateLimit(60.0)
 class BufferedCounters:
     def __init__(self, flush_interval: float = 1.0) -> None:
         self.flush_interval = flush_interval
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending dict
+        self._flush_lock = threading.Lock()  # one write of it at a time (see flush)
         self._pending: Dict[Tuple[str, LabelKey], float] = {}
         self._flusher_pid = 0
         self._stop = threading.Event()
@@ -77,17 +78,21 @@ class BufferedCounters:
                     log.exception("%s: flushing counters failed; retrying", type(self).__name__)
 
     def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        try:
-            self._write([(name, lk, value) for (name, lk), value in pending.items()])
-        except BaseException:
-            with self._lock:  # put them back: counters never lose acknowledged increments
-                for key, value in pending.items():
-                    self._pending[key] = self._pending.get(key, 0.0) + value
-            raise
+        # One flush at a time: a flush that found nothing pending because the flusher thread had
+        # just taken it returned before that write landed, so flush() then counters() could
+        # miss this process's own increments (seen in CI with a 50 ms flush interval).
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            try:
+                self._write([(name, lk, value) for (name, lk), value in pending.items()])
+            except BaseException:
+                with self._lock:  # put them back: counters never lose acknowledged increments
+                    for key, value in pending.items():
+                        self._pending[key] = self._pending.get(key, 0.0) + value
+                raise
 
     def counters(self, prefix: str = "") -> List[CounterRow]:
         try:
@@ -112,6 +117,19 @@ class BufferedCounters:
 
 
 _live: "weakref.WeakSet[BufferedCounters]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock a thread of the parent held at fork() stays held in the child, whose copy of that
+    # thread does not exist: new locks (the pending increments are the parent's, flushed by it).
+    for state in list(_live):
+        state._lock = threading.Lock()
+        state._flush_lock = threading.Lock()
+        state._pending = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

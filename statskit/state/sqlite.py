@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence
 
 from ..labels import decode_labels, encode_labels
 from .buffered import BufferedCounters, CounterRow
@@ -146,6 +146,16 @@ class SQLiteDB:
         self._local = threading.local()
 
 
+def add_counters(conn: sqlite3.Connection, rows: Sequence[CounterRow]) -> None:
+    """Add ``rows`` to the shared counters in ``conn``'s transaction (a caller may add its own
+    rows to it: the Prometheus sink's cursor, statskit/sinks/prometheus.py)."""
+    conn.executemany(
+        "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
+        "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+        [(name, encode_labels(lk), value) for name, lk, value in rows],
+    )
+
+
 class SQLiteState(BufferedCounters):
     """Counters in SQLite, buffered per process and flushed at most ``flush_interval`` apart.
 
@@ -165,11 +175,7 @@ class SQLiteState(BufferedCounters):
 
     def _write(self, rows: List[CounterRow]) -> None:
         with self.db.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
-                [(name, encode_labels(lk), value) for name, lk, value in rows],
-            )
+            add_counters(conn, rows)
 
     def _read(self, prefix: str) -> List[CounterRow]:
         cur = self.db.connection().execute(
