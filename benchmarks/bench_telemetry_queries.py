@@ -152,8 +152,8 @@ def main() -> int:
                 what = f"{args.messages:,} messages in {args.store}"
                 record(f"GET /nodes/logs newest 100 of a node, {what}, median vs GET /ping",
                        statistics.median(newest), baseline=statistics.median(ping), unit="ms")
-                record(f"GET /nodes/logs newest 100 of a node, {what}, p99", sorted(newest)[max(0, int(len(newest) * 0.99) - 1)],
-                       unit="ms", goal=50, goal_kind="max")
+                p99 = sorted(newest)[max(0, int(len(newest) * 0.99) - 1)]  # as summary() takes it
+                record(f"GET /nodes/logs newest 100 of a node, {what}, p99", p99, unit="ms", goal=50, goal_kind="max")
                 print(f"GET /ping (baseline):                    {summary(ping)}")
                 print(f"GET /nodes/logs newest 100 of a node:    {summary(newest)}  (goal: p99 < 50 ms; "
                       f"{statistics.median(newest) / statistics.median(ping):.1f}x the baseline)")
