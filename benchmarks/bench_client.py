@@ -32,6 +32,7 @@ from typing import Callable, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from report import record  # noqa: E402
 from statskit_client import Analytics  # noqa: E402
 
 EVENT = {"uid": "user-42", "event": "purchase", "plan": "pro", "amount": 9.5}
@@ -159,6 +160,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     full, dropper = bench_full_queue(args.number)
     print(f"log(), queue full (drop path)      {full:7.3f} µs/call  ({dropper.drops.get('queue_full', 0)} dropped)")
+    record("log(), worker idle (enqueue only), vs deque.append", idle, baseline=base_append, unit="µs/call",
+           goal=5, goal_kind="max", goal_on="value")
+    record("log(), worker sending to a server", median, unit="µs/call", goal=5, goal_kind="max")
+    record("log(), queue full (drop path)", full, unit="µs/call")
     verdict = "OK" if idle < 5 and median < 5 else "OVER BUDGET"
     print(f"budget 5 µs/call: {verdict}")
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from harness import WORKERS, BareServer, Scenario, StatskitServer
+from report import record
 import subprocess
 
 EVENT = Scenario("POST /log/event", "POST", "/log/event", body=b'{"uid": "user-1", "event": "signup", "plan": "pro"}',
@@ -83,6 +84,10 @@ def main(duration: float, rounds: int) -> None:
                 rate = statistics.median(r[0] for r in figures)
                 p50 = statistics.median(r[1] for r in figures)
                 p99 = statistics.median(r[2] for r in figures)
+                if name != "bare Falcon":
+                    record(f"POST /log/event, {name}, {connections} conn.", rate, baseline=base, unit="req/s")
+                    if name in ("no durable sink", "sqlite, commit_wait 2 ms"):  # the default, and without its commit
+                        record(f"POST /log/event, {name}, {connections} conn., p99 latency", p99, unit="ms")
                 print(f"   {name:<26} {rate:>7,.0f} req/s  ratio {rate / base:.2f}  p50 {p50:.2f} ms  p99 {p99:.2f} ms",
                       flush=True)
 

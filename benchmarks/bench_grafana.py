@@ -41,6 +41,7 @@ from typing import Any, Callable, Dict, List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import _panel_heartbeat  # noqa: E402
+from report import record  # noqa: E402
 from statskit.grafana.metrics import GrafanaMetrics  # noqa: E402
 from statskit.metrics import Scrape, render  # noqa: E402
 from statskit.grafana import decode_payload  # noqa: E402
@@ -173,6 +174,12 @@ def measure(case: str, backend: str, n: int, rounds: int, tmp: str) -> str:
     floor = time_floor(state, rounds)
     series = sum(1 for row in state.counters("grafana_analytics_sessions") if row[0] == "grafana_analytics_sessions")
     state.close()
+    what = f"/metrics render, {cached:,} sessions, {series:,} series/family, {case}, {backend} cache"
+    record(f"{what}, vs prometheus_client", seconds, baseline=floor, unit="s", goal=0.7, goal_kind="max")
+    record(what, seconds, unit="s", goal=1.0, goal_kind="max")
+    if backend == "memory":
+        record(f"resident memory per cached session, {case}, memory cache", (rss1 - rss0) / cached, unit="B",
+               goal=300, goal_kind="max")
     return (f"{case:10} {backend:6}: {cached:,} cached sessions, {series:,} series/family; "
             f"/metrics render {seconds * 1000:.0f} ms ({size / 1e6:.1f} MB) = {seconds / floor:.2f} of prometheus_client's "
             f"render of the same samples ({floor * 1000:.0f} ms; goal <= 0.7); {memory}; apply {rate:,.0f} payloads/s")

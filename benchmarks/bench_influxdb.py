@@ -36,6 +36,7 @@ from gunicorn_server import StatskitServer  # noqa: E402
 from servers import InfluxDB1  # noqa: E402
 from statskit.events import parse_items  # noqa: E402
 from statskit.sinks.lineprotocol import to_lines  # noqa: E402
+from report import record  # noqa: E402
 
 DIRECT_BATCH = 5000
 EVENT_BATCH = 500
@@ -196,6 +197,8 @@ def main() -> int:
         statskit_rate = through_statskit(influx, total, args.clients, args.max_seconds, Path(tmp) / "statskit")
     print(f"through statskit (POST /log/events x{EVENT_BATCH} -> influxdb sink, v1): {statskit_rate:,.0f} events/s")
     ratio = statskit_rate / direct_rate
+    record(f"{total:,} events end to end into InfluxDB 1.6.7 vs raw line protocol", statskit_rate,
+           baseline=direct_rate, unit="events/s", goal=0.5)
     print(f"ratio {ratio:.2f} (target >= 0.5){'' if ratio >= 0.5 else '  BELOW TARGET'}")
     return 0
 

@@ -42,6 +42,7 @@ from statskit.kpi.store import SCHEMA  # noqa: E402
 from statskit.kpi.tailer import Tailer  # noqa: E402
 from statskit.state.sqlite import SQLiteDB  # noqa: E402
 from statskit_server import create_app  # noqa: E402
+from report import record  # noqa: E402
 
 TARGETS = [("kiwix.box.test", "/content/wikipedia_fr_all/"), ("kiwix.box.test", "/content/wikipedia_fr_all/A/Paris"),
            ("kiwix.box.test", "/content/gutenberg_en/A/book"), ("files.box.test", "/"),
@@ -167,9 +168,15 @@ def main() -> int:
         print(f"tailing {args.lines:,} lines ({size / 2**20:.0f} MiB): {rate:,.0f} lines/s; "
               f"read+orjson floor {floor_rate:,.0f} lines/s; ratio {rate / floor_rate:.2f} "
               f"(goal >= 0.5 and >= 50,000 lines/s)")
+        record(f"tailing {args.lines:,} lines vs read+orjson floor", rate, baseline=floor_rate, unit="lines/s",
+               goal=0.5)
+        record(f"tailing {args.lines:,} lines", rate, unit="lines/s", goal=50_000)
+        record("tailing: resident memory growth from 25 % to 100 % of the lines",
+               memory["100%"] - memory.get("25%", memory["100%"]), unit="MiB")
         print("resident memory (MiB) at " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
         log.unlink()
         for path, (median, p99) in api(folder, args.requests).items():
+            record(f"GET {path}, a year of hourly data, p99", p99, unit="ms", goal=20, goal_kind="max")
             print(f"{path:28s} median {median:6.2f} ms  p99 {p99:6.2f} ms (goal p99 < 20 ms)")
     return 0
 

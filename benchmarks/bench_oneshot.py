@@ -32,6 +32,7 @@ from statskit.oneshot import OneShot, QueueLimits, open_queue  # noqa: E402
 from statskit.state.memory import MemoryState  # noqa: E402
 from statskit.state.sqlite import SQLiteState  # noqa: E402
 from statskit_server import create_app  # noqa: E402
+from report import record  # noqa: E402
 
 
 def _labels(i: int, distinct: bool) -> list:
@@ -125,6 +126,10 @@ def main(argv=None) -> None:
         _report(name, results[name])
     floor = bench_floor(args.pending, args.rounds)
     _report(f"prometheus_client alone, the same {args.pending:,} samples (the floor)", floor)
+    for name in results:
+        distinct = "distinct" in name
+        record(name, statistics.median(results[name]) * 1000, baseline=statistics.median(floor) * 1000 if distinct
+               else None, unit="ms", goal=0.4 if distinct else None, goal_kind="max")
     for name in [n for n in results if "distinct" in n]:
         print(f"  {name}: {statistics.median(results[name]) / statistics.median(floor):.2f} of the floor "
               "(goal <= 0.4; the scrape also reads and commits the queue)", flush=True)

@@ -29,6 +29,7 @@ from servers import Redis  # noqa: E402
 from statskit.grafana import SessionTracker  # noqa: E402
 from statskit.grafana.stores import open_session_cache  # noqa: E402
 from statskit.state import open_backend  # noqa: E402
+from report import record  # noqa: E402
 
 SINGLE = [s for s in SCENARIOS if s.events_per_request == 1]
 
@@ -40,11 +41,14 @@ def http(redis_url: str, quick: bool) -> None:
                          scenario.headers, server_args=scenario.server_args + extra)
                 for name, extra in (("sqlite", []), ("redis", redis_args))]
         sqlite, redis = run(both, duration=2.0 if quick else 4.0, rounds=1 if quick else 3)
+        record(f"{scenario.name}: redis vs sqlite backend", redis["statskit_req_s"], baseline=sqlite["statskit_req_s"],
+               unit="req/s", goal=0.9)
         print(f"  -> redis / sqlite: {redis['statskit_req_s'] / sqlite['statskit_req_s']:.2f} (goal >= 0.9)",
               flush=True)
 
 
 def sessions(redis_url: str, n: int, rounds: int) -> None:
+    rendered = {}
     for name in ("sqlite", "redis"):
         with tempfile.TemporaryDirectory() as tmp:
             state: Any = open_backend(name, tmp, 1.0, SimpleNamespace(redis_url=redis_url, redis_prefix="bench"))
@@ -52,6 +56,11 @@ def sessions(redis_url: str, n: int, rounds: int) -> None:
             rate = fill(tracker, payloads(n, worst_case=False))
             state.flush()
             seconds, size = time_render(state, rounds)
+            rendered[name] = seconds
+            against = " vs from sqlite" if name == "redis" else ""
+            record(f"/metrics render, {n:,} cached sessions from {name}{against}", seconds,
+                   baseline=rendered.get("sqlite") if against else None, unit="s", goal=0.5, goal_kind="max",
+                   goal_on="value")
             print(f"{name:6}: {n:,} cached sessions; /metrics render {seconds * 1000:.0f} ms ({size / 1e6:.1f} MB; "
                   f"goal < 500 ms); apply {rate:,.0f} payloads/s", flush=True)
             state.close()

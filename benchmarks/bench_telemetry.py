@@ -32,6 +32,7 @@ import websockets  # noqa: E402
 from statskit.telemetry import Row, parse_frame  # noqa: E402
 from statskit.telemetry.store_sqlite import SQLiteTelemetryStore  # noqa: E402
 from telemetry_server import TelemetryServer  # noqa: E402
+from report import record  # noqa: E402
 
 DEADLINE = 120.0  # seconds any phase may take
 
@@ -75,11 +76,15 @@ def baseline_sqlite(total: int) -> float:
     return rate
 
 
-def peak(server: TelemetryServer, count, total: int, connections: int = 50) -> str:
+def peak(server: TelemetryServer, count, total: int, connections: int = 50, store: str = "SQLite",
+         baseline: Optional[float] = None) -> str:
     cpu = listener_cpu_seconds(server.pid)
     started = asyncio.run(peak_producers(server.ws + "/", connections, total // connections))
     done = wait_count(count, total + connections)
     cpu = listener_cpu_seconds(server.pid) - cpu
+    record(f"peak, 50 connections, {total:,} messages into {store}" + (" vs the store alone" if baseline else ""),
+           total / (done - started), baseline=baseline, unit="msg/s", goal=20_000 if store == "SQLite" else None,
+           goal_on="value")
     return (f"{total / (done - started):,.0f} messages/s, listener CPU {cpu / total * 1e6:.0f} us a message "
             f"(so {total / cpu:,.0f}/s on a core of its own)")
 
@@ -181,7 +186,7 @@ def main() -> int:
         with TelemetryServer(Path(tmp) / "sqlite", env=env) as server:
             store = server.store()
             if not args.burst_only:
-                rate = peak(server, store.count_messages, total)
+                rate = peak(server, store.count_messages, total, baseline=base)
                 print(f"peak, 50 connections, SQLite: {rate} (store alone in process: {base:,.0f}/s; "
                       f"goal 20,000/s)", flush=True)
             for spread in ((False,) if args.burst_only else (True, False)):
@@ -191,6 +196,10 @@ def main() -> int:
                 cpu, own = listener_cpu_seconds(server.pid) - cpu, time.process_time() - own
                 lost = result["sent"] - result["stored"]
                 when = "each in its own second" if spread else "all in the same second"
+                what = f"fleet, 1000 connections, bursts {when}"
+                record(f"{what}: messages lost of {result['sent']:,}", lost, goal=0, goal_kind="max")
+                record(f"{what}: send-to-stored p99", result["p99_ms"], unit="ms", goal=1000, goal_kind="max")
+                record(f"{what}: listener RSS", listener_rss_kib(server.pid) / 1024, unit="MiB")
                 print(f"fleet, 1000 connections x {fleet_seconds} s + a burst of 100 each ({when}): sent "
                       f"{result['sent']}, lost {lost}, send-to-stored p50 {result['p50_ms']:.0f} ms, p99 "
                       f"{result['p99_ms']:.0f} ms (goal < 1000), listener RSS "
@@ -214,7 +223,7 @@ def main() -> int:
                 with psycopg.connect(url, autocommit=True) as db:
                     def count() -> int:
                         return db.execute("SELECT count(*) FROM substrate_logs").fetchone()[0]
-                    rate = peak(server, count, total)
+                    rate = peak(server, count, total, store="PostgreSQL")
                 print(f"peak, 50 connections, PostgreSQL: {rate}", flush=True)
     return 0
 

@@ -34,6 +34,7 @@ import websockets  # noqa: E402
 from statskit.telemetry import Message, Row  # noqa: E402
 from statskit.telemetry.parsing import NodeInfo, format_utc  # noqa: E402
 from telemetry_server import TelemetryServer  # noqa: E402
+from report import record  # noqa: E402
 
 NODES = 100
 TYPES = ["system.interval", "block.import", "notify.finalized", "txpool.import", "afg.finalized", "tracing.profiling"]
@@ -148,6 +149,11 @@ def main() -> int:
                                   lambda: {"peer_id": node(), "msg": "block.import", "limit": 100}, args.requests)
                 stats = latencies(session, srv.url + "/nodes/log_stats", lambda: {"peer_id": node()},
                                   max(10, args.requests // 10))
+                what = f"{args.messages:,} messages in {args.store}"
+                record(f"GET /nodes/logs newest 100 of a node, {what}, median vs GET /ping",
+                       statistics.median(newest), baseline=statistics.median(ping), unit="ms")
+                p99 = sorted(newest)[max(0, int(len(newest) * 0.99) - 1)]  # as summary() takes it
+                record(f"GET /nodes/logs newest 100 of a node, {what}, p99", p99, unit="ms", goal=50, goal_kind="max")
                 print(f"GET /ping (baseline):                    {summary(ping)}")
                 print(f"GET /nodes/logs newest 100 of a node:    {summary(newest)}  (goal: p99 < 50 ms; "
                       f"{statistics.median(newest) / statistics.median(ping):.1f}x the baseline)")
@@ -155,6 +161,7 @@ def main() -> int:
                 print(f"GET /nodes/log_stats of a node:          {summary(stats)}  "
                       f"({args.messages // NODES:,} messages each)")
                 delays = asyncio.run(feed_delay(srv.ws, 100, 30))
+                record("feed, 100 subscribers, push delay median", statistics.median(delays), unit="ms")
                 print(f"feed, 100 subscribers of one pair, 30 messages: push delay {summary(delays)} "
                       f"(one poll per second: about 0.5 s expected)")
         finally:

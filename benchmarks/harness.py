@@ -30,6 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from gunicorn_server import SECRET, StatskitServer, free_port  # noqa: E402
+from report import record  # noqa: E402
 from statskit.config import load_settings  # noqa: E402
 
 WORKERS = 2
@@ -180,6 +181,10 @@ def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, conne
                       "ratio": round(kit_rate / bare_rate, 3),
                       "statskit_events_s": round(kit_rate * scenario.events_per_request)}
             results.append(result)
+            record(scenario.name, kit_rate, baseline=bare_rate, unit="req/s", goal=scenario.target)
+            if scenario.target_events_per_s:
+                record(f"{scenario.name}, events/s", kit_rate * scenario.events_per_request, unit="events/s",
+                       goal=scenario.target_events_per_s)
             target = ""
             if scenario.target:
                 target = f" (target >= {scenario.target})"
