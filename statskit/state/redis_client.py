@@ -11,6 +11,7 @@ all live in one slot: the atomic steps (MULTI/EXEC, scripts) may span several ke
 """
 from __future__ import annotations
 
+import re
 from typing import Any, List, Optional, Sequence, Tuple, Type
 from urllib.parse import unquote, urlsplit
 
@@ -82,6 +83,16 @@ def transient_errors() -> Tuple[Type[BaseException], ...]:
 
     return (e.ConnectionError, e.TimeoutError, e.BusyLoadingError, e.ReadOnlyError, e.TryAgainError,
             e.ClusterDownError, e.MasterDownError)
+
+
+def is_unavailable_reply(exc: BaseException) -> bool:
+    """An error reply redis-py has no class for that still means "try again": NOREPLICAS (a
+    master with ``min-replicas-to-write`` and too few replicas in sync, as around a failover).
+    redis-py prefixes a pipeline command's error with "Command # N (...) of pipeline caused
+    error: "."""
+    from redis.exceptions import ResponseError
+
+    return isinstance(exc, ResponseError) and re.search(r"(^|error: )NOREPLICAS\b", str(exc)) is not None
 
 
 class RedisUnavailable(RetryableError):
