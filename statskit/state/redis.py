@@ -143,6 +143,12 @@ class RedisState(BufferedCounters):
     def close(self) -> None:
         try:
             super().close()
+            if self._writer_pid == os.getpid() and self._seq:
+                try:  # nothing of this process is left to send again
+                    self.client.delete(self._writer)
+                except Exception as exc:
+                    if not self.is_transient(exc):
+                        raise  # (Redis away: the mark expires by itself)
         finally:
             self.client.close()
 

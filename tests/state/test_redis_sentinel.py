@@ -16,14 +16,19 @@ from typing import Dict, List
 import pytest
 
 import support
+from grafana_payloads import EXAMPLES_DURATION, JDOE, example_bytes, value_of
 from servers import HOST
+from servers_sentinel import wait_until
 from statskit.errors import RetryableError
 from statskit.state import open_backend
 
 pytestmark = pytest.mark.e2e
 
 ACCEPTED = re.compile(r'^statskit_events_accepted_total\{event="failover",measurement="analytics"\} (\S+)$', re.M)
-SAMPLE = re.compile(r"^(\w+_total(?:\{[^}]*\})?) (\S+)$", re.M)
+SAMPLE = re.compile(r"^(\w+_(?:total|event_count)(?:\{[^}]*\})?) (\S+)$", re.M)
+ONESHOT = re.compile(r'^events_to_metrics\{n="(\d+)",type="failover"\} ', re.M)
+PAYLOADS = ["01_start", "02_heartbeat", "03_heartbeat_unfocused", "04_end"]
+PANEL = {"Content-Type": "text/plain;charset=UTF-8"}
 
 
 def sentinel_options(url, sentinels=(), prefix="failover"):
@@ -114,18 +119,23 @@ def test_statskit_on_sentinel_follows_a_failover_without_restart_and_counters_ne
     seen: List[Dict[str, float]] = [totals(scrape.text)]
     old = rs.kill_master()
 
-    statuses: Dict[str, List[int]] = {"event": [], "oneshot": [], "metrics": []}
+    statuses: Dict[str, List[int]] = {"event": [], "oneshot": [], "write": [], "metrics": []}
     retry_after: List[str] = []
+    delivered: List[str] = []  # one-shot events handed to this scraper (127.0.0.1), in order
     deadline = time.monotonic() + 60
     for i in range(15, 3000):  # bounded in count and time: until /metrics answers again
         statuses["event"].append(post_event(i))
         statuses["oneshot"].append(client.simulate_post("/event", query_string=f"type=failover&n={i}").status_code)
+        if i - 15 < len(PAYLOADS):  # a Grafana session whose payloads all come during the switch
+            statuses["write"].append(client.simulate_post("/write", body=example_bytes(PAYLOADS[i - 15]),
+                                                          headers=PANEL).status_code)
         scrape = client.simulate_get("/metrics")
         statuses["metrics"].append(scrape.status_code)
         if scrape.status_code == 503:
             retry_after.append(scrape.headers.get("Retry-After", ""))
         elif scrape.status_code == 200:
             seen.append(totals(scrape.text))
+            delivered += ONESHOT.findall(scrape.text)
             if len(seen) > 3 and rs.sentinels[0].master_port_seen() != old.port:
                 break
         assert time.monotonic() < deadline, f"no failover within 60 s: {statuses['metrics'][-5:]}"
@@ -135,11 +145,23 @@ def test_statskit_on_sentinel_follows_a_failover_without_restart_and_counters_ne
     acknowledged = 15 + statuses["event"].count(200)
     assert set(statuses["event"]) == {200}, statuses["event"]    # appending never waits for Redis
     assert set(statuses["oneshot"]) == {200}, statuses["oneshot"]  # spooled until Redis is back
+    assert set(statuses["write"]) == {201}, statuses["write"]        # journaled until Redis is back
     assert set(statuses["metrics"]) <= {200, 503} and 503 in statuses["metrics"], statuses["metrics"]
     assert retry_after and all(r.isdigit() for r in retry_after), retry_after
-    final = client.simulate_get("/metrics")
-    assert final.status_code == 200 and accepted(final.text) == acknowledged  # nothing lost, nothing twice
-    seen.append(totals(final.text))
+    posted = [str(i) for i, status in enumerate(statuses["oneshot"], 15) if status == 200]
+
+    def caught_up() -> str:  # the spool and the journal drain once the new master answers
+        scrape = client.simulate_get("/metrics")
+        assert scrape.status_code == 200, scrape.text
+        text = scrape.text
+        seen.append(totals(text))
+        delivered.extend(ONESHOT.findall(text))
+        session_done = value_of(text, "grafana_analytics_sessions_duration_seconds_total", JDOE) == EXAMPLES_DURATION
+        return text if session_done and len(delivered) >= len(posted) else ""
+    final = wait_until(caught_up, "one-shot events delivered and the Grafana session counted")
+    assert accepted(final) == acknowledged                      # nothing lost, nothing twice
+    assert sorted(delivered, key=int) == posted                 # each one-shot event once
+    assert value_of(final, "grafana_analytics_sessions_total", JDOE) == 1.0
     for earlier, later in zip(seen, seen[1:]):  # no scrape ever shows a counter lower than before
         dropped = {k: (v, later.get(k)) for k, v in earlier.items() if later.get(k, 0.0) < v}
         assert not dropped, dropped
