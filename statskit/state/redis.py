@@ -17,7 +17,9 @@ also sets the process's own mark (``{tag}:writer:<host>:<pid>:<nonce>``) to its 
 the same MULTI, and reads the previous one: a mark behind the last flush this process made
 means Redis lost the flushes after it, and the process sends their increments again (it keeps
 its flushes of the last :data:`REPLAY_SECONDS`). A flush's rows and mark replicate in one
-transaction, so a flush is either all there or all gone: nothing is counted twice.
+transaction, so a flush is either all there or all gone: nothing is counted twice. The mark
+also tells, after a flush that failed, whether Redis applied it before the connection broke
+(:meth:`RedisState._settle`): then its increments, back in the buffer, are not sent again.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class RedisState(BufferedCounters):
         self._seq = 0  # this process's last flush that Redis acknowledged
         self._flushed: Deque[Flushed] = deque()
         self._flushed_rows = 0
+        self._doubt: Optional[Tuple[int, List[CounterRow]]] = None  # a failed flush: number, rows
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -70,16 +73,47 @@ class RedisState(BufferedCounters):
                 raise retryable(exc) from exc
             raise
 
-    def _write(self, rows: List[CounterRow]) -> None:
+    def flush(self) -> None:
         with self._write_lock:
+            self._settle()
+            super().flush()
+
+    def _write(self, rows: List[CounterRow]) -> None:
+        try:
             lost = self._send(rows)
-            if lost:
-                try:
-                    self._send(lost)
-                except Exception:
-                    # This flush is stored (so it must not be put back): the lost rows wait in
-                    # the buffer for the next one instead.
-                    self._requeue(lost)
+        except Exception:
+            self._doubt = (self._seq + 1, rows)  # flush() puts them back; the next _settle() decides
+            raise
+        if lost:
+            try:
+                self._send(lost)
+            except Exception:
+                # This flush is stored (so it must not be put back): the lost rows wait in
+                # the buffer for the next one instead.
+                self._doubt = (self._seq + 1, lost)
+                self._requeue(lost)
+
+    def _settle(self) -> None:
+        """After a flush that failed, its rows are back in the buffer. If it failed after Redis
+        applied it (the connection broke before the answer came), the mark says so: its rows
+        are taken out of the buffer again instead of being counted twice."""
+        if self._doubt is None or self._writer_pid != os.getpid():
+            return
+        seq, doubt = self._doubt
+        with self.guard():
+            stored = self.client.get(self._writer)
+        self._doubt = None
+        if stored is None or int(stored) != seq:
+            return  # it never landed: the next flush sends it (again)
+        self._remember(seq, doubt, seq)
+        self._seq = seq
+        with self._lock:
+            for name, lk, value in doubt:
+                left = self._pending.get((name, lk), 0.0) - value
+                if left > 1e-9:
+                    self._pending[(name, lk)] = left
+                else:
+                    self._pending.pop((name, lk), None)
 
     def _send(self, rows: List[CounterRow]) -> List[CounterRow]:
         """One MULTI/EXEC: ``rows`` and this process's mark; returns the rows of this process's
@@ -103,7 +137,7 @@ class RedisState(BufferedCounters):
         if self._writer_pid != os.getpid():  # a forked worker writes (and replays) its own flushes only
             self._writer_pid = os.getpid()
             self._writer = f"{self.tag}:writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-            self._seq, self._flushed, self._flushed_rows = 0, deque(), 0
+            self._seq, self._flushed, self._flushed_rows, self._doubt = 0, deque(), 0, None
         return self._writer
 
     def _remember(self, seq: int, rows: List[CounterRow], previous: int) -> List[CounterRow]:

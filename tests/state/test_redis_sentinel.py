@@ -9,6 +9,8 @@ lower than before, and must count every increment it acknowledged.
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import time
 from types import SimpleNamespace
 from typing import Dict, List
@@ -165,3 +167,72 @@ def test_statskit_on_sentinel_follows_a_failover_without_restart_and_counters_ne
     for earlier, later in zip(seen, seen[1:]):  # no scrape ever shows a counter lower than before
         dropped = {k: (v, later.get(k)) for k, v in earlier.items() if later.get(k, 0.0) < v}
         assert not dropped, dropped
+
+
+class ReplyCutter:
+    """A loopback TCP proxy to a real Redis that, once armed, forwards the next request holding
+    EXEC and then closes the connection instead of passing the answer back: Redis applied the
+    transaction, the client only sees its connection break."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.armed = threading.Event()
+        self.closed = threading.Event()
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():  # bounded by close()
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            server = socket.create_connection((HOST, self.target_port), timeout=10)
+            cut = threading.Event()
+            threading.Thread(target=self._pump, args=(client, server, cut, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, cut, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, cut: threading.Event, upstream: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not upstream and cut.is_set():
+                    break  # the answer to the EXEC: dropped
+                if upstream and b"EXEC" in data and self.armed.is_set():
+                    self.armed.clear()
+                    cut.set()  # before forwarding: the answer may come back at once
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            sock.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def test_a_flush_whose_answer_was_lost_after_redis_applied_it_is_not_counted_twice(tmp_path, redis_server):
+    cutter = ReplyCutter(redis_server.port)
+    try:
+        backend = open_backend("redis", str(tmp_path), 3600, sentinel_options(f"redis://{HOST}:{cutter.port}/0",
+                                                                               prefix="cut"))
+        backend.incr("statskit_cut", {}, 2)
+        backend.flush()
+        cutter.armed.set()
+        backend.incr("statskit_cut", {}, 3)
+        with pytest.raises(RetryableError):  # the connection broke: statskit cannot tell yet
+            backend.flush()
+        assert redis_server.execute("HGET", "{cut}:c:statskit_cut", "[]") == "5"  # yet Redis applied it
+        backend.incr("statskit_cut", {}, 4)
+        assert backend.counters("statskit_cut") == [("statskit_cut", (), 9.0)]  # the 3 once, not twice
+        backend.close()
+    finally:
+        cutter.close()
