@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from servers import HOST, PathLike, Redis
+from servers import HOST, PathLike, Redis, Started
 
 SERVICE = "mymaster"
 
@@ -86,7 +86,7 @@ class Sentinel(Redis):
         return _fields(self.execute("SENTINEL", "MASTER", self.service))
 
 
-class SentinelSet:
+class SentinelSet(Started):
     """A master and a replica (both AOF, fsync always) and ``sentinels`` sentinels."""
 
     def __init__(self, tmpdir: PathLike, sentinels: int = 3, quorum: Optional[int] = None) -> None:
@@ -118,16 +118,6 @@ class SentinelSet:
         for server in [*reversed(self.sentinels), self.replica, self.master]:
             if server is not None:
                 server.close()
-
-    def __enter__(self) -> "SentinelSet":
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -- addresses
 
