@@ -212,6 +212,10 @@ class ReplyCutter:
         except OSError:
             pass
         for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a FIN now, though the other pump still reads it
+            except OSError:
+                pass
             sock.close()
 
     def close(self) -> None:
