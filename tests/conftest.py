@@ -8,6 +8,7 @@ import pytest
 from falcon import testing
 
 from servers import InfluxDB1, Prometheus, Redis, RealServer, ServerUnavailable, VictoriaMetrics
+from servers_sentinel import SentinelSet
 from statskit_server import create_app
 from support import make_settings, mint
 
@@ -23,7 +24,7 @@ from support import make_settings, mint
 # for something else, extend this one instead of defining a second one in this file.
 # ======================================================================================
 
-REAL_SERVER_FIXTURES = {"influxdb1", "victoria_metrics", "redis_server", "prometheus_factory"}
+REAL_SERVER_FIXTURES = {"influxdb1", "victoria_metrics", "redis_server", "redis_sentinel", "prometheus_factory"}
 S = TypeVar("S", bound=RealServer)
 
 
@@ -77,6 +78,16 @@ def redis_server(tmp_path) -> Iterator[Redis]:
     server = start_real_server(lambda: Redis(tmp_path / "redis"))
     yield server
     server.close()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path) -> Iterator[SentinelSet]:
+    """A Redis master and replica (AOF on) watched by three sentinels (quorum 2) as
+    ``mymaster`` (tests/servers_sentinel.py); ``.url()`` is its ``redis+sentinel://`` URL.
+    About 8 s to start: the sentinels must know the replica and each other."""
+    servers = make_real_server(lambda: SentinelSet(tmp_path / "sentinel-set"))
+    with servers:
+        yield servers
 
 
 @pytest.fixture

@@ -83,7 +83,28 @@ def _die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class RealServer:
+class Started:
+    """``with thing as started:`` calls ``start()`` (and ``close()`` when that fails), then
+    ``close()`` on the way out."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class RealServer(Started):
     """A server subprocess on a free loopback port with its own data directory.
 
     Subclasses set ``binary`` and implement :meth:`argv` and :meth:`is_ready`; :meth:`prepare`
@@ -226,16 +247,6 @@ class RealServer:
             self.http.close()
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} pid={self.pid} dir={self.dir}>"

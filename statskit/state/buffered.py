@@ -89,10 +89,15 @@ class BufferedCounters:
             try:
                 self._write([(name, lk, value) for (name, lk), value in pending.items()])
             except BaseException:
-                with self._lock:  # put them back: counters never lose acknowledged increments
-                    for key, value in pending.items():
-                        self._pending[key] = self._pending.get(key, 0.0) + value
+                self._requeue([(name, lk, value) for (name, lk), value in pending.items()])
                 raise
+
+    def _requeue(self, rows: List[CounterRow]) -> None:
+        """Put rows back into the buffer (for the next flush): counters never lose acknowledged
+        increments."""
+        with self._lock:
+            for name, lk, value in rows:
+                self._pending[(name, lk)] = self._pending.get((name, lk), 0.0) + value
 
     def counters(self, prefix: str = "") -> List[CounterRow]:
         try:

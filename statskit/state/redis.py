@@ -10,16 +10,39 @@ keys of one deployment sit in one Redis Cluster slot and its atomic steps may sp
 An error of a Redis that is down, loading or failing over is raised as
 :class:`~statskit.state.redis_client.RedisUnavailable` (a :class:`~statskit.errors.RetryableError`):
 background work retries it, a request that needs Redis right now answers 503.
+
+Failover: Redis replicates asynchronously, so a replica that Sentinel promotes may lack the last
+flushes the old master acknowledged, and the counters would step back. Every flush therefore
+also sets the process's own mark (``{tag}:writer:<host>:<pid>:<nonce>``) to its flush number, in
+the same MULTI, and reads the previous one: a mark behind the last flush this process made
+means Redis lost the flushes after it, and the process sends their increments again (it keeps
+its flushes of the last :data:`REPLAY_SECONDS`). A flush's rows and mark replicate in one
+transaction, so a flush is either all there or all gone: nothing is counted twice. The mark
+also tells, after a flush that failed, whether Redis applied it before the connection broke
+(:meth:`RedisState._settle`): then its increments, back in the buffer, are not sent again.
 """
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import deque
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
+from ..errors import RetryableError
 from ..labels import decode_labels, encode_labels
 from .buffered import BufferedCounters, CounterRow
 from .redis_blocks import RedisLogs, RedisRecords
-from .redis_client import connect, key_tag, retryable, transient_errors
+from .redis_client import connect, is_unavailable_reply, key_tag, retryable, transient_errors
+
+REPLAY_SECONDS = 300.0  # how far back a process can send again what a failover lost
+REPLAY_ROWS = 200_000   # at most this many rows kept for it (the oldest flushes go first)
+MARK_TTL = 7 * 86400    # a writer's mark outlives any replay window, then expires with its process
+Flushed = Tuple[int, float, List[CounterRow]]  # flush number, when (monotonic), its rows
+
 
 class RedisState(BufferedCounters):
     name = "redis"
@@ -32,23 +55,105 @@ class RedisState(BufferedCounters):
         self._transient: Tuple[Type[BaseException], ...] = transient_errors()
         self.records = RedisRecords(client, self.tag, self.guard)
         self.logs = RedisLogs(client, self.tag, self.guard)
+        self._write_lock = threading.Lock()  # one flush at a time: flush numbers in commit order
+        self._writer_pid = 0
+        self._writer = ""
+        self._seq = 0  # this process's last flush that Redis acknowledged
+        self._flushed: Deque[Flushed] = deque()
+        self._flushed_rows = 0
+        self._doubt: Optional[Tuple[int, List[CounterRow]]] = None  # a failed flush: number, rows
 
     @contextmanager
     def guard(self) -> Iterator[None]:
         """Redis errors that mean "down or busy" become RetryableError (a 503, or a retry)."""
         try:
             yield
-        except self._transient as exc:
-            raise retryable(exc) from exc
+        except Exception as exc:
+            if self.is_transient(exc) and not isinstance(exc, RetryableError):
+                raise retryable(exc) from exc
+            raise
+
+    def flush(self) -> None:
+        with self._write_lock:
+            self._settle()
+            super().flush()
 
     def _write(self, rows: List[CounterRow]) -> None:
+        try:
+            lost = self._send(rows)
+        except Exception:
+            self._doubt = (self._seq + 1, rows)  # flush() puts them back; the next _settle() decides
+            raise
+        if lost:
+            try:
+                self._send(lost)
+            except Exception:
+                # This flush is stored (so it must not be put back): the lost rows wait in
+                # the buffer for the next one instead.
+                self._doubt = (self._seq + 1, lost)
+                self._requeue(lost)
+
+    def _settle(self) -> None:
+        """After a flush that failed, its rows are back in the buffer. If it failed after Redis
+        applied it (the connection broke before the answer came), the mark says so: its rows
+        are taken out of the buffer again instead of being counted twice."""
+        if self._doubt is None or self._writer_pid != os.getpid():
+            return
+        seq, doubt = self._doubt
+        with self.guard():
+            stored = self.client.get(self._writer)
+        self._doubt = None
+        if stored is None or int(stored) != seq:
+            return  # it never landed: the next flush sends it (again)
+        self._remember(seq, doubt, seq)
+        self._seq = seq
+        with self._lock:
+            for name, lk, value in doubt:
+                left = self._pending.get((name, lk), 0.0) - value
+                if left > 1e-9:
+                    self._pending[(name, lk)] = left
+                else:
+                    self._pending.pop((name, lk), None)
+
+    def _send(self, rows: List[CounterRow]) -> List[CounterRow]:
+        """One MULTI/EXEC: ``rows`` and this process's mark; returns the rows of this process's
+        earlier flushes that the mark shows Redis has lost (a failover, a restart without AOF)."""
+        mark = self._own_writer()
+        seq = self._seq + 1
         with self.guard():
             pipe = self.client.pipeline(transaction=True)
+            pipe.get(mark)
             for name in {name for name, _, _ in rows}:
                 pipe.sadd(self.names_key, name)
             for name, lk, value in rows:
                 pipe.hincrbyfloat(self._counter_key(name), encode_labels(lk), value)
-            pipe.execute()
+            pipe.set(mark, seq, ex=MARK_TTL)
+            previous = pipe.execute()[0]
+        lost = self._remember(seq, rows, int(previous) if previous is not None else 0)
+        self._seq = seq
+        return lost
+
+    def _own_writer(self) -> str:
+        if self._writer_pid != os.getpid():  # a forked worker writes (and replays) its own flushes only
+            self._writer_pid = os.getpid()
+            self._writer = f"{self.tag}:writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+            self._seq, self._flushed, self._flushed_rows, self._doubt = 0, deque(), 0, None
+        return self._writer
+
+    def _remember(self, seq: int, rows: List[CounterRow], previous: int) -> List[CounterRow]:
+        now = time.monotonic()
+        flushed = self._flushed
+        while flushed and (flushed[0][1] < now - REPLAY_SECONDS or self._flushed_rows > REPLAY_ROWS):
+            self._flushed_rows -= len(flushed.popleft()[2])
+        lost: Dict[Tuple[str, Any], float] = {}
+        while flushed and previous < self._seq and flushed[-1][0] > previous:
+            _, _, gone = flushed.pop()  # acknowledged by a master whose successor never got it
+            self._flushed_rows -= len(gone)
+            for name, lk, value in gone:
+                lost[(name, lk)] = lost.get((name, lk), 0.0) + value
+        flushed.append((seq, now, rows))
+        self._flushed_rows += len(rows)
+        return [(name, lk, value) for (name, lk), value in lost.items()]
 
     def _counter_key(self, name: str) -> str:
         # One hash per counter name (fields: label sets): a scrape reads only the families it asks.
@@ -67,11 +172,17 @@ class RedisState(BufferedCounters):
         return rows
 
     def is_transient(self, exc: BaseException) -> bool:
-        return isinstance(exc, self._transient) or super().is_transient(exc)
+        return isinstance(exc, self._transient) or is_unavailable_reply(exc) or super().is_transient(exc)
 
     def close(self) -> None:
         try:
             super().close()
+            if self._writer_pid == os.getpid() and self._seq:
+                try:  # nothing of this process is left to send again
+                    self.client.delete(self._writer)
+                except Exception as exc:
+                    if not self.is_transient(exc):
+                        raise  # (Redis away: the mark expires by itself)
         finally:
             self.client.close()
 

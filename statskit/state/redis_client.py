@@ -11,7 +11,8 @@ all live in one slot: the atomic steps (MULTI/EXEC, scripts) may span several ke
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Type
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 from urllib.parse import unquote, urlsplit
 
 from ..errors import RetryableError
@@ -62,9 +63,16 @@ def parse_sentinels(items: Sequence[str]) -> List[Tuple[str, int]]:
 def connect(url: str, sentinels: Sequence[str] = (), service: str = "mymaster") -> Any:
     """A ``redis.Redis`` for the URL (or for the Sentinel-managed master)."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
     from redis.sentinel import Sentinel
 
-    options = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30)
+    # No retries inside redis-py: it would send a MULTI/EXEC or a script again after a
+    # connection broke past the point where Redis applied it (a counter flush counted twice, a
+    # one-shot event queued twice). statskit retries itself, knowing what landed (the flush marks
+    # in statskit.state.redis); a pooled connection Redis closed is replaced when checked out.
+    options: Dict[str, Any] = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+                                   health_check_interval=30, retry=Retry(NoBackoff(), 0))
     if url.startswith(SENTINEL_SCHEME + "://"):
         hosts, service, db, password = parse_sentinel_url(url)
         return Sentinel(hosts, **options).master_for(service, db=db, password=password, **options)
@@ -82,6 +90,16 @@ def transient_errors() -> Tuple[Type[BaseException], ...]:
 
     return (e.ConnectionError, e.TimeoutError, e.BusyLoadingError, e.ReadOnlyError, e.TryAgainError,
             e.ClusterDownError, e.MasterDownError)
+
+
+def is_unavailable_reply(exc: BaseException) -> bool:
+    """An error reply redis-py has no class for that still means "try again": NOREPLICAS (a
+    master with ``min-replicas-to-write`` and too few replicas in sync, as around a failover).
+    redis-py prefixes a pipeline command's error with "Command # N (...) of pipeline caused
+    error: "."""
+    from redis.exceptions import ResponseError
+
+    return isinstance(exc, ResponseError) and re.search(r"(^|error: )NOREPLICAS\b", str(exc)) is not None
 
 
 class RedisUnavailable(RetryableError):

@@ -1,14 +1,14 @@
 """What the Redis backend adds to the contract (tests/state/test_backend_contract.py): its
 addresses and keys, and staying correct while Redis is down (a real redis-server, stopped and
-started again)."""
+started again). Failovers under Sentinel: test_redis_sentinel.py."""
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
 
 from servers import Redis
+from servers_sentinel import Sentinel
 from conftest import start_real_server
 from statskit.errors import RetryableError
 from statskit.state import open_backend
@@ -98,29 +98,8 @@ def test_eight_processes_updating_one_session_and_counter_lose_no_update(redis_s
     state.close()
 
 
-class Sentinel(Redis):
-    """``redis-server --sentinel`` watching ``master`` as service ``mymaster`` (quorum 1)."""
-
-    def __init__(self, tmpdir, master: Redis) -> None:
-        super().__init__(tmpdir)
-        self.master = master
-
-    def argv(self):
-        conf = self.dir / "sentinel.conf"
-        conf.write_text(f"port {self._port}\nbind 127.0.0.1\ndir {self.dir}\n"
-                        f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
-                        "sentinel down-after-milliseconds mymaster 1000\n")
-        return [self.executable, str(conf), "--sentinel"]
-
-    def is_ready(self) -> bool:
-        try:
-            return self.execute("SENTINEL", "get-master-addr-by-name", "mymaster") is not None
-        except Exception:
-            return False
-
-
 def test_a_redis_sentinel_url_finds_the_master(tmp_path, redis_server):
-    sentinel = start_real_server(lambda: Sentinel(tmp_path / "sentinel", redis_server))
+    sentinel = start_real_server(lambda: Sentinel(tmp_path / "sentinel", redis_server.port))
     try:
         for url, sentinels in ((f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0", []),
                                ("redis://127.0.0.1/0", [f"127.0.0.1:{sentinel.port}"])):
@@ -132,35 +111,3 @@ def test_a_redis_sentinel_url_finds_the_master(tmp_path, redis_server):
         assert redis_server.execute("HGET", "{sentinel}:c:statskit_via_sentinel", "[]") == "2"
     finally:
         sentinel.close()
-
-
-def test_after_a_sentinel_failover_the_backend_follows_the_new_master(tmp_path):
-    master = start_real_server(lambda: Redis(tmp_path / "master"))
-    replica = start_real_server(lambda: Redis(tmp_path / "replica", extra_args=["--replicaof", "127.0.0.1",
-                                                                               str(master.port)]))
-    sentinel = start_real_server(lambda: Sentinel(tmp_path / "sentinel", master))
-    try:
-        options = SimpleNamespace(redis_url=f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0",
-                                  redis_prefix="failover", sentinels=[], sentinel_service="mymaster")
-        backend = open_backend("redis", str(tmp_path), 3600, options)
-        backend.incr("statskit_failover", {}, 1)
-        backend.flush()
-        for _ in range(100):  # the replica has it before the master goes
-            if replica.execute("HGET", "{failover}:c:statskit_failover", "[]") == "1":
-                break
-            time.sleep(0.05)
-        master.kill()
-        backend.incr("statskit_failover", {}, 2)  # counted while there is no master
-        deadline = time.monotonic() + 30
-        while True:  # Sentinel promotes the replica (down-after 1 s); the flush then goes there
-            try:
-                backend.flush()
-                break
-            except RetryableError:
-                assert time.monotonic() < deadline, "no failover within 30 s"
-                time.sleep(0.2)
-        assert backend.counters("statskit_failover") == [("statskit_failover", (), 3.0)]
-        backend.close()
-    finally:
-        for server in (sentinel, replica, master):
-            server.close()
