@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -30,6 +30,7 @@ from ..state.sqlite import SQLiteDB, database_path
 from ..state.sqlite_writer import group_commit
 
 log = logging.getLogger("statskit.sinks.sqlite")
+RECENT = 20_000  # decoded events read_after keeps for the next relay (about 10 MB at most)
 _full_log = RateLimit(10.0)
 
 SCHEMA = """
@@ -113,6 +114,7 @@ class SQLiteSink:
         self.retention_ns = int(retention_days * 86400e9)
         self._next_purge = 0.0
         self.followers: List[str] = []  # names of the sinks fed from this log (their cursors bound trimming)
+        self._recent: Dict[int, Event] = {}  # seq -> decoded event, shared by the relays (read_after)
         self.group = group_commit(db, self._insert, ack=ack, wait=commit_wait)
 
     @classmethod
@@ -184,14 +186,27 @@ class SQLiteSink:
         return int(self.db.connection().execute(f"SELECT coalesce(max(seq), 0) FROM {self.table}").fetchone()[0])
 
     def read_after(self, seq: int, limit: int) -> List[Tuple[int, Event]]:
-        """Up to ``limit`` events after ``seq``, in log order, with their numbers."""
+        """Up to ``limit`` events after ``seq``, in log order, with their numbers.
+
+        The sinks fed from the log read the same rows at about the same time (stdout, the
+        Prometheus counts, InfluxDB), and decoding a row costs more than reading it: the last
+        ``RECENT`` decoded events are shared (a row never changes, and no sink changes an event)."""
         rows = self.db.connection().execute(f"SELECT seq, time_ns, data FROM {self.table} WHERE seq > ? ORDER BY seq LIMIT ?",
                                             (seq, limit)).fetchall()
         out = []
+        recent = self._recent
         for seq_, time_ns, data in rows:
-            event = Event.from_dict(orjson.loads(data), time_ns)  # exact: the JSON keeps microseconds
-            event._json = data  # what to_json() would give again: the stdout lines reuse it
+            event = recent.get(seq_)
+            if event is None:
+                event = Event.from_dict(orjson.loads(data), time_ns)  # exact: the JSON keeps microseconds
+                event._json = data  # what to_json() would give again: the stdout lines reuse it
+                recent[seq_] = event
             out.append((seq_, event))
+        while len(recent) > RECENT:  # oldest first (insertion order); another thread may trim too
+            try:
+                del recent[next(iter(recent))]
+            except (KeyError, RuntimeError, StopIteration):
+                break
         return out
 
     def count_between(self, after: int, upto: int) -> int:
