@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ..plugins import entry_points_of
 from .indicators import Dimension
-from .inputs import LogLine
+from .inputs import MAX_TS, Fields, LogLine, Skipped
 
 INDICATORS_ENTRY_POINT = "statskit.kpi.indicators"
 LOG_FORMATS_ENTRY_POINT = "statskit.kpi.log_formats"
@@ -76,14 +76,46 @@ def _entry_point(group: str, name: str, what: str, builtins: Sequence[str]) -> A
                           f"{type(exc).__name__}: {exc}") from None
 
 
-def load_log_format(name: str, builtins: Mapping[str, Any]) -> Any:
-    """``builtins[name]``, or the ``statskit.kpi.log_formats`` entry point ``name``."""
+def load_log_format(name: str, builtins: Mapping[str, Any]) -> Callable[[bytes], Fields]:
+    """``builtins[name]``, or the ``statskit.kpi.log_formats`` entry point ``name``, whose
+    answers are checked (:func:`checked`)."""
     if name in builtins:
         return builtins[name]
     parse = _entry_point(LOG_FORMATS_ENTRY_POINT, name, "log format", list(builtins))
     if not callable(parse):
         raise LookupError(f"log format {name!r} is not callable: {parse!r}")
-    return parse
+    return checked(parse)
+
+
+def checked(parse: Callable[[bytes], Any]) -> Callable[[bytes], Fields]:
+    """A third-party parser whose failures skip the line: an exception other than
+    :class:`Skipped` is ``format_error``, an answer that is not ``(ts, host, uri, method,
+    status, headers)`` with those types ``not_handled_request``, a time outside 1970-2999
+    ``bad_timestamp``.
+
+        >>> checked(lambda raw: (1.5e9, "h", "/", "GET", 200, {}))(b"x")
+        (1500000000.0, 'h', '/', 'GET', 200, {})
+        >>> checked(lambda raw: [1e18, "h", "/", "GET", 200, {}])(b"x")
+        Traceback (most recent call last):
+        ...
+        statskit.kpi.inputs.Skipped: bad_timestamp
+    """
+    def parse_checked(raw: bytes) -> Fields:
+        try:
+            found = tuple(parse(raw))
+        except Skipped:
+            raise
+        except Exception:
+            raise Skipped("format_error") from None
+        if len(found) != 6 or tuple(map(type, found[1:])) != (str, str, str, int, dict) \
+                or type(found[0]) not in (int, float):
+            raise Skipped("not_handled_request")
+        ts = float(found[0])
+        if not 0.0 <= ts < MAX_TS:
+            raise Skipped("bad_timestamp")
+        return (ts, *found[1:])
+
+    return parse_checked
 
 
 def load_indicators(names: Sequence[str]) -> List[Indicator]:

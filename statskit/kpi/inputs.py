@@ -73,6 +73,8 @@ def parse_line(raw: bytes) -> LogLine:
 
 
 Fields = Tuple[float, str, str, str, int, Dict[str, Any]]
+#: Line times from the epoch to before the year 3000 (UTC); others are skipped as bad_timestamp.
+MAX_TS = 32503680000.0
 
 
 def parse_fields(raw: bytes) -> Fields:
@@ -94,10 +96,15 @@ def parse_fields(raw: bytes) -> Fields:
             status = int(status)
         else:
             raise Skipped("not_handled_request")
-    if ((type(ts) is not float and type(ts) is not int) or type(headers) is not dict or type(host) is not str
-            or type(uri) is not str or type(method) is not str):
+    if type(ts) is not float:
+        if type(ts) is not int:
+            raise Skipped("not_handled_request")
+        ts = float(ts)
+    if type(headers) is not dict or type(host) is not str or type(uri) is not str or type(method) is not str:
         raise Skipped("not_handled_request")
-    return float(ts), host, uri, method, status, headers
+    if not 0.0 <= ts < MAX_TS:  # (a time the calendar code cannot place would stop the processing)
+        raise Skipped("bad_timestamp")
+    return ts, host, uri, method, status, headers
 
 
 LOG_FORMATS: Dict[str, Any] = {"caddy": parse_fields}

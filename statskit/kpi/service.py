@@ -88,7 +88,7 @@ class KpiService:
                                     labels=["result"])
         dropped = CounterMetricFamily("statskit_kpi_inputs_dropped", "Indicator inputs dropped, by reason.",
                                       labels=["reason"])
-        seen = {"accepted": 0, "too_long": 0, "not_json": 0, "not_handled_request": 0}
+        seen = {"accepted": 0, "too_long": 0, "not_json": 0, "not_handled_request": 0, "bad_timestamp": 0}
         drops = {"too_wide_usage": 0, "indicator_error": 0}
         consumed = 0
         for name, reason, value in store.counters(conn):

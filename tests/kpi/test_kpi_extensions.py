@@ -24,6 +24,8 @@ from statskit.kpi.inputs import Skipped
 
 def parse_tsv(raw):
     """ts, host, uri, method, status: tab-separated."""
+    if raw == b"explode":
+        raise RuntimeError("a bug in the format")
     parts = raw.decode("utf-8").split("\\t")
     if len(parts) != 5 or not parts[4].isdigit():
         raise Skipped("not_handled_request")
@@ -93,6 +95,7 @@ def test_a_third_party_log_format_and_indicators_become_kpis(installed, tmp_path
     lines += [tsv(datetime(2024, 5, 6, 10, 40), uri="/x", method="POST", status=404)] * 3
     lines += [tsv(datetime(2024, 5, 6, 10, 45), host="fm.box.test", status=500), b"not a tsv line\n",
               tsv(datetime(2024, 5, 6, 10, 50), uri="/boom"),  # the plugin raises: counted, line kept
+              b"explode\n", b"1e300\tkiwix.box.test\t/\tGET\t200\n",  # format errors: skipped, counted
               tsv(datetime(2024, 5, 6, 11, 1))]  # closes 10:00
     (logs / "access.tsv").write_bytes(b"".join(lines))
     client = app_client(settings_for(tmp_path, **{"kpi.log_format": "tsv", "kpi.pattern": "*.tsv",
@@ -116,6 +119,8 @@ def test_a_third_party_log_format_and_indicators_become_kpis(installed, tmp_path
     metrics = client.simulate_get("/metrics").text
     assert 'statskit_kpi_log_lines_total{result="accepted"} 36.0' in metrics
     assert 'statskit_kpi_log_lines_total{result="not_handled_request"} 1.0' in metrics
+    assert 'statskit_kpi_log_lines_total{result="format_error"} 1.0' in metrics
+    assert 'statskit_kpi_log_lines_total{result="bad_timestamp"} 1.0' in metrics
     assert 'statskit_kpi_inputs_dropped_total{reason="indicator_error"} 1.0' in metrics
 
 
