@@ -191,39 +191,36 @@ class Processor:
 
     def _apply_lines(self, chunk: Any, changed: List[LogFile], feed: Any, inputs: Any, parse: Any,
                      skipped: Counter) -> None:
-        accepted = 0
         too_wide, extra_errors = self.engine.indicators.too_wide, self.generators.extra_errors
         with self.db.transaction() as conn:
             # Consecutive lines of one minute are fed together, counted per request (host, uri,
-            # method, status: the generators give the same inputs for the same request, except
-            # for hosts whose inputs depend on headers, and with third-party indicators, which
-            # see every field: those lines are groups of their own).
+            # method, status: the generators give the same inputs for the same request), or per
+            # line (its bytes: the same bytes give the same inputs) for hosts whose inputs depend
+            # on headers, and with third-party indicators, which see every field.
             uncached, per_line = self.generators.uncached, self.generators.per_line
             groups: Dict[Any, list] = {}
-            low = high = 0.0  # the current minute: low <= ts < high
-            started = False
+            low, high = 1.0, 0.0  # the current minute: low <= ts < high (none yet)
             for raw in chunk.lines:
                 try:
                     line = parse(raw)
                 except Skipped as exc:
                     skipped[exc.reason] += 1
                     continue
-                accepted += 1
                 ts = line[0]
-                if not low <= ts < high or not started:
-                    if started:
+                if not low <= ts < high:
+                    if groups:
                         feed(conn, low, groups.values())
                     low = (ts // 60) * 60
-                    high, groups, started = low + 60, {}, True
-                host = line[1]
-                key = accepted if per_line or host in uncached else (host, line[2], line[3], line[4])
+                    high, groups = low + 60, {}
+                key = raw if per_line or line[1] in uncached else line[1:5]
                 group = groups.get(key)
                 if group is None:
                     groups[key] = [inputs(line), 1]
                 else:
                     group[1] += 1
-            if started:
+            if groups:
                 feed(conn, low, groups.values())
+            accepted = len(chunk.lines) - (sum(skipped.values()) - chunk.too_long)
             self.engine.snapshot(conn)
             chunk.file.offset = chunk.end
             self.tailer.commit(conn, [chunk.file, *[f for f in changed if f is not chunk.file]])
