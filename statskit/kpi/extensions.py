@@ -14,8 +14,8 @@ with a :class:`LookupError` naming the group and what is installed (the feature 
 a ``ConfigError``).
 
 Each :class:`Indicator` is an hourly indicator fed by every accepted log line (its
-``dimensions``: the dimension tuples, of up to 3 strings, the line counts once each) and the
-KPI over it, rolled into D/W/M/Y, served by ``/api/v1`` and exported like the built-in ones.
+``dimensions``: the dimension tuples, of up to 3 strings, the line counts once each; from the
+line alone, as identical lines of a minute are counted together) and the KPI over it, rolled into D/W/M/Y, served by ``/api/v1`` and exported like the built-in ones.
 
     >>> top = Indicator(1500, "Methods", lambda line: [(line.method,)], 2500, "Methods")
     >>> top.kpi({("GET",): 7, ("POST",): 2})
