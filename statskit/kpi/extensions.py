@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ..plugins import entry_points_of
 from .indicators import Dimension
-from .inputs import MAX_TS, Fields, LogLine, Skipped
+from .inputs import LOG_FORMATS, MAX_TS, Fields, LogLine, Skipped
 
 INDICATORS_ENTRY_POINT = "statskit.kpi.indicators"
 LOG_FORMATS_ENTRY_POINT = "statskit.kpi.log_formats"
@@ -76,12 +76,18 @@ def _entry_point(group: str, name: str, what: str, builtins: Sequence[str]) -> A
                           f"{type(exc).__name__}: {exc}") from None
 
 
-def load_log_format(name: str, builtins: Mapping[str, Any]) -> Callable[[bytes], Fields]:
-    """``builtins[name]``, or the ``statskit.kpi.log_formats`` entry point ``name``, whose
-    answers are checked (:func:`checked`)."""
-    if name in builtins:
-        return builtins[name]
-    parse = _entry_point(LOG_FORMATS_ENTRY_POINT, name, "log format", list(builtins))
+def log_format(name: str) -> Callable[[bytes], Fields]:
+    """The line parser called ``name``: built-in ``caddy``, or the ``statskit.kpi.log_formats``
+    entry point ``name``: a callable from one line (bytes, no newline) to :data:`Fields`,
+    raising :class:`Skipped` for a line that is no request, whose answers are checked
+    (:func:`checked`).
+
+        >>> log_format("caddy") is LOG_FORMATS["caddy"]
+        True
+    """
+    if name in LOG_FORMATS:
+        return LOG_FORMATS[name]
+    parse = _entry_point(LOG_FORMATS_ENTRY_POINT, name, "log format", list(LOG_FORMATS))
     if not callable(parse):
         raise LookupError(f"log format {name!r} is not callable: {parse!r}")
     return checked(parse)

@@ -9,8 +9,8 @@ from ..feature import Built, Context
 from ..state.sqlite import SQLiteDB
 from . import kpis
 from .events import EventInbox
-from .extensions import load_indicators
-from .inputs import Generators, log_format
+from .extensions import load_indicators, log_format
+from .inputs import Generators
 from .packages import PackagesConf, PackagesError, load_packages
 from .runner import Processor
 from .service import KpiService

@@ -107,21 +107,8 @@ def parse_fields(raw: bytes) -> Fields:
     return ts, host, uri, method, status, headers
 
 
+#: The built-in log formats (others: :func:`.extensions.log_format`).
 LOG_FORMATS: Dict[str, Any] = {"caddy": parse_fields}
-
-
-def log_format(name: str) -> Any:
-    """The line parser called ``name``: built-in ``caddy``, or a ``statskit.kpi.log_formats``
-    entry point (:mod:`.extensions`): a callable from one line (bytes, no newline) to
-    :data:`Fields`, raising :class:`Skipped` for a line that is no request. LookupError when
-    no installed distribution registers ``name``.
-
-        >>> log_format("caddy") is parse_fields
-        True
-    """
-    from .extensions import load_log_format
-
-    return load_log_format(name, LOG_FORMATS)
 
 
 def _count(value: Any) -> int:

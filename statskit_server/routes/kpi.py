@@ -210,6 +210,7 @@ def mount_docs(app: falcon.App) -> None:
 
 def mount(app: falcon.App, kpi: KpiService, web: Web) -> None:
     app.add_route("/api", Redirect())
+    app.add_route("/api/v1", Redirect())  # (the original's framework added the slash too)
     mount_docs(app)
     app.add_route("/api/v1/openapi.json", OpenAPI())
     app.add_route("/api/v1/aggregations", Aggregations(kpi))
