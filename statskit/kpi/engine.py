@@ -23,7 +23,7 @@ import sqlite3
 from typing import Iterable, Optional, Sequence, Tuple
 
 from . import kpis, periods, store
-from .indicators import Indicators
+from .indicators import USAGE_INDICATORS, Indicators
 from .inputs import CLOCK_TICK, REQUEST, Input  # noqa: F401  (REQUEST: doctest)
 from .store import SCHEMA, Writer, as_local, hour_start  # noqa: F401  (SCHEMA: doctest)
 
@@ -35,9 +35,10 @@ MAX_FORCED_TICKS = 1440
 class Engine:
     """Indicators of the current hour, the current period and the last tick minute."""
 
-    def __init__(self, kpi_ids: Sequence[int] = kpis.KPI_IDS) -> None:
+    def __init__(self, kpi_ids: Sequence[int] = kpis.KPI_IDS, usage: Sequence[int] = USAGE_INDICATORS) -> None:
         self.kpi_ids = tuple(kpi_ids)
-        self.indicators = Indicators()
+        self.usage = tuple(usage)  # the indicators counting 10-minute slots
+        self.indicators = Indicators(self.usage)
         self.period: Optional[int] = None  # epoch of the current hour's start
         self.last_tick: Optional[int] = None  # minutes since the epoch
         self.writer = Writer()
@@ -47,7 +48,7 @@ class Engine:
     # ------------------------------------------------------------------ start
     def start(self, conn: sqlite3.Connection) -> None:
         """Restore the current hour's states and clock, then recompute the last period's KPIs."""
-        self.indicators = Indicators()
+        self.indicators = Indicators(self.usage)
         self.writer.forget_dimensions()
         saved_period, saved_tick = store.get_meta(conn, "period"), store.get_meta(conn, "last_tick")
         last_record = store.last_record_period(conn)

@@ -7,8 +7,10 @@ import os
 from ..config import ConfigError, Option, Settings, parse_bool, parse_list, parse_positive_duration, parse_size
 from ..feature import Built, Context
 from ..state.sqlite import SQLiteDB
-from .inputs import Generators, log_format
+from . import kpis
 from .events import EventInbox
+from .extensions import load_indicators, log_format
+from .inputs import Generators
 from .packages import PackagesConf, PackagesError, load_packages
 from .runner import Processor
 from .service import KpiService
@@ -34,6 +36,8 @@ OPTIONS = [
            "file names followed in logs_dir"),
     Option("kpi", "log_format", "caddy", str, None, None,
            "how log lines are read: caddy, or a statskit.kpi.log_formats entry point"),
+    Option("kpi", "indicators", [], parse_list, None, None,
+           "third-party indicators and their KPIs: statskit.kpi.indicators entry point names"),
     Option("kpi", "packages_file", "/conf/packages.yml", str, "PACKAGE_CONF_FILE", None,
            "the offspot packages.yml: hosts and URLs of the content packages"),
     Option("kpi", "processing_disabled", False, _B, "PROCESSING_DISABLED", None, "serve the KPIs without tailing"),
@@ -73,6 +77,13 @@ class KpiFeature:
         os.makedirs(data_dir, exist_ok=True)
         db = SQLiteDB(conf.database or os.path.join(data_dir, DATABASE_NAME))
         db.ensure_schema(SCHEMA)
+        try:
+            extra = load_indicators(conf.indicators)
+            for indicator in extra:  # known to the API (names, export) even without processing
+                kpis.register(indicator)
+        except LookupError as exc:
+            db.close()
+            raise ConfigError(f"[kpi] indicators: {exc}") from None
         processor = None
         if not conf.processing_disabled:
             packages = PackagesConf()  # an empty packages_file: no access-log inputs (events only)
@@ -86,7 +97,7 @@ class KpiFeature:
             except LookupError as exc:
                 raise ConfigError(f"[kpi] log_format: {exc}") from None
             tailer = Tailer(conf.logs_dir, conf.pattern, conf.max_line_bytes, read_gzip=conf.read_gzip)
-            processor = Processor(db, tailer, Generators(packages.packages), os.path.join(data_dir, LOCK_NAME),
+            processor = Processor(db, tailer, Generators(packages.packages, extra), os.path.join(data_dir, LOCK_NAME),
                                   poll_interval=conf.poll_interval, inactivity=conf.inactivity,
                                   lock_retry=conf.lock_retry, legacy_state_dir=conf.legacy_state_dir,
                                   events=conf.events, parse=parse)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from .inputs import CLOCK_TICK, EVENT, EVENT_UID, FILE_CREATED, FILE_DELETED, HOME_VISIT, REQUEST, Input
+from .inputs import CLOCK_TICK, CUSTOM, EVENT, EVENT_UID, FILE_CREATED, FILE_DELETED, HOME_VISIT, REQUEST, Input
 
 PACKAGE_HOME_VISIT, SHARED_FILES_OPERATIONS, UPTIME, TOTAL_USAGE_OVERALL, TOTAL_USAGE_BY_PACKAGE = (
     1001, 1003, 1004, 1005, 1006)
@@ -87,9 +87,11 @@ Recorder = Union[CounterRecorder, UsageRecorder]
 
 
 class Indicators:
-    """Every indicator's recorders for the current hour, by indicator id and dimension."""
+    """Every indicator's recorders for the current hour, by indicator id and dimension
+    (``usage``: the ids counting 10-minute slots, statskit's and third parties')."""
 
-    def __init__(self) -> None:
+    def __init__(self, usage: Iterable[int] = USAGE_INDICATORS) -> None:
+        self.usage = frozenset(usage)
         self.recorders: Dict[int, Dict[Dimension, Recorder]] = {}
         self.too_wide = 0
         self._request_minute: Dict[str, int] = {}  # last minute each package's requests were recorded
@@ -105,7 +107,7 @@ class Indicators:
         by_dim = self.recorders.setdefault(indicator, {})
         recorder = by_dim.get(dimension)
         if recorder is None:
-            recorder = UsageRecorder() if indicator in USAGE_INDICATORS else CounterRecorder()
+            recorder = UsageRecorder() if indicator in self.usage else CounterRecorder()
             by_dim[dimension] = recorder
         return recorder
 
@@ -133,6 +135,15 @@ class Indicators:
             self._get(EVENT_COUNT, (item.package,)).add(times)
         elif kind == EVENT_UID:
             self._get(EVENT_UID_INDICATOR, (item.package,)).add(times)
+        elif kind == CUSTOM:
+            recorder = self._get(item.indicator, item.dimension)
+            if isinstance(recorder, UsageRecorder):
+                try:
+                    recorder.add(minute)
+                except TooWideUsage:
+                    self.too_wide += 1
+            else:
+                recorder.add(times)
 
     def rows(self) -> Iterable[Tuple[int, Dimension, int, str]]:
         """``(indicator, dimension, value, state)`` for every recorder."""
@@ -142,7 +153,7 @@ class Indicators:
 
     def restore(self, rows: Iterable[Tuple[int, Dimension, str]]) -> None:
         for indicator, dimension, state in rows:
-            cls = UsageRecorder if indicator in USAGE_INDICATORS else CounterRecorder
+            cls = UsageRecorder if indicator in self.usage else CounterRecorder
             self.recorders.setdefault(indicator, {})[dimension] = cls.restore(state)
 
 

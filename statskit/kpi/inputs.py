@@ -25,6 +25,7 @@ from .packages import Package
 HOME_VISIT, REQUEST, FILE_CREATED, FILE_DELETED, CLOCK_TICK = (
     "home_visit", "request", "FILE_CREATED", "FILE_DELETED", "clock_tick")
 EVENT, EVENT_UID = "event", "event_uid"  # from statskit's event stream (statskit.kpi.events)
+CUSTOM = "custom"  # for a third-party indicator (statskit.kpi.extensions): its id and dimension
 EDUPI = "edupi.offspot.kiwix.org"
 FILE_MANAGER = "file-manager.offspot.kiwix.org"
 _loads = orjson.loads
@@ -62,6 +63,8 @@ class Input:
     kind: str
     package: str = ""
     count: int = 1
+    indicator: int = 0  # CUSTOM only
+    dimension: Tuple[str, ...] = ()  # CUSTOM only
 
 
 def parse_line(raw: bytes) -> LogLine:
@@ -70,6 +73,8 @@ def parse_line(raw: bytes) -> LogLine:
 
 
 Fields = Tuple[float, str, str, str, int, Dict[str, Any]]
+#: Line times from the epoch to before the year 3000 (UTC); others are skipped as bad_timestamp.
+MAX_TS = 32503680000.0
 
 
 def parse_fields(raw: bytes) -> Fields:
@@ -91,34 +96,19 @@ def parse_fields(raw: bytes) -> Fields:
             status = int(status)
         else:
             raise Skipped("not_handled_request")
-    if ((type(ts) is not float and type(ts) is not int) or type(headers) is not dict or type(host) is not str
-            or type(uri) is not str or type(method) is not str):
+    if type(ts) is not float:
+        if type(ts) is not int:
+            raise Skipped("not_handled_request")
+        ts = float(ts)
+    if type(headers) is not dict or type(host) is not str or type(uri) is not str or type(method) is not str:
         raise Skipped("not_handled_request")
-    return float(ts), host, uri, method, status, headers
+    if not 0.0 <= ts < MAX_TS:  # (a time the calendar code cannot place would stop the processing)
+        raise Skipped("bad_timestamp")
+    return ts, host, uri, method, status, headers
 
 
+#: The built-in log formats (others: :func:`.extensions.log_format`).
 LOG_FORMATS: Dict[str, Any] = {"caddy": parse_fields}
-LOG_FORMATS_ENTRY_POINT = "statskit.kpi.log_formats"
-
-
-def log_format(name: str) -> Any:
-    """The line parser called ``name``: built-in ``caddy``, or a ``statskit.kpi.log_formats``
-    entry point: a callable from one line (bytes, no newline) to :data:`Fields`, raising
-    :class:`Skipped` for a line that is no request.
-
-        >>> log_format("caddy") is parse_fields
-        True
-    """
-    found = LOG_FORMATS.get(name)
-    if found is not None:
-        return found
-    from ..plugins import entry_points_of
-
-    for ep in entry_points_of(LOG_FORMATS_ENTRY_POINT):
-        if ep.name == name:
-            return ep.load()
-    raise LookupError(f"unknown log format {name!r}: built-in is caddy; others register under the "
-                      f"{LOG_FORMATS_ENTRY_POINT!r} entry point")
 
 
 def _count(value: Any) -> int:
@@ -131,7 +121,12 @@ def _count(value: Any) -> int:
 class Generators:
     """The packages' generators, found by exact ``request.host``; each yields inputs for a line."""
 
-    def __init__(self, packages: Sequence[Package]) -> None:
+    def __init__(self, packages: Sequence[Package], extra: Sequence[Any] = ()) -> None:
+        self.extra = tuple(extra)  # third-party indicators (extensions.Indicator): every line, uncached
+        self.per_line = bool(self.extra)  # lines of one request may give different inputs
+        self.extra_errors = 0  # lines a third-party indicator failed on (its inputs dropped)
+        if self.extra:  # (an attribute, so the per-line path without them stays as it was)
+            self.inputs_of = self.with_extra  # type: ignore[method-assign]
         self.by_host: Dict[str, List[Package]] = {}
         for package in packages:
             self.by_host.setdefault(package.host, []).append(package)
@@ -145,7 +140,8 @@ class Generators:
 
     def inputs_of(self, fields: Fields) -> List[Input]:
         """The inputs of a parsed line (:func:`parse_fields`); the same list object for the
-        same request (host, uri, method, status) while it is cached."""
+        same request (host, uri, method, status) while it is cached (without third-party
+        indicators: :meth:`with_extra` then)."""
         host = fields[1]
         if host in self.uncached:
             return self._inputs(LogLine._make(fields))
@@ -155,6 +151,25 @@ class Generators:
             if len(self.cache) >= CACHE_SIZE:
                 self.cache.clear()
             found = self.cache[key] = self._inputs(LogLine._make(fields))
+        return found
+
+    def with_extra(self, fields: Fields) -> List[Input]:
+        """:meth:`inputs_of` and the third-party indicators' inputs (a new list per line)."""
+        return Generators.inputs_of(self, fields) + self._extra(LogLine._make(fields))
+
+    def _extra(self, line: LogLine) -> List[Input]:
+        """The third-party indicators' inputs; one that raises or gives a bad dimension loses
+        its inputs of this line (counted), never the line or the batch."""
+        found: List[Input] = []
+        for indicator in self.extra:
+            try:
+                for dim in indicator.dimensions(line):
+                    dim = (dim,) if isinstance(dim, str) else tuple(dim)
+                    if len(dim) > 3 or not all(isinstance(v, str) for v in dim):
+                        raise ValueError(f"a dimension is up to 3 strings, not {dim!r}")
+                    found.append(Input(CUSTOM, indicator=indicator.indicator_id, dimension=dim))
+            except Exception:
+                self.extra_errors += 1
         return found
 
     def _inputs(self, line: LogLine) -> List[Input]:

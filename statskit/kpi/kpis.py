@@ -31,6 +31,18 @@ TOP = 10
 MODULE = "backend.kpi_data"
 
 Sums = Mapping[Tuple[int, Dimension], int]
+#: Third-party KPIs by id (``[kpi] indicators``, statskit.kpi.extensions.Indicator), in this process.
+CUSTOM: Dict[int, Any] = {}
+
+
+def register(indicator: Any) -> None:
+    """Make a third-party indicator's KPI known (computed, named, exported); an id keeps its
+    name and indicator (the same plugin loaded again replaces it)."""
+    known = CUSTOM.get(indicator.kpi_id)
+    if known is not None and (known.kpi_name, known.indicator_id) != (indicator.kpi_name, indicator.indicator_id):
+        raise LookupError(f"KPI {indicator.kpi_id} is already {known.kpi_name!r}")
+    CUSTOM[indicator.kpi_id] = indicator
+    KPI_NAMES[indicator.kpi_id] = indicator.kpi_name
 
 
 def _top(sums: Sums, indicator: int, key: str, name_key: str = "package") -> Tuple[List[Dict[str, Any]], int]:
@@ -60,6 +72,9 @@ def compute(kpi_id: int, sums: Sums) -> Dict[str, Any]:
         return {"items": items, "totalEvents": total}
     if kpi_id == DISTINCT_UIDS:
         return {"distinctUids": sum(1 for (ind, _), value in sums.items() if ind == EVENT_UID_INDICATOR and value)}
+    custom = CUSTOM.get(kpi_id)
+    if custom is not None:
+        return custom.kpi({dim: value for (ind, dim), value in sums.items() if ind == custom.indicator_id})
     raise KeyError(kpi_id)
 
 
@@ -69,17 +84,22 @@ def envelope(kpi_id: int, data: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def csv_rows(kpi_id: int, data: Dict[str, Any]) -> List[Tuple[str, str, Any]]:
-    """``(package, measure, value)`` rows for the CSV export: one per item, then the totals.
+    """``(package, measure, value)`` rows for the CSV export: one per item, then the totals
+    (a third-party KPI's ``dimension`` list in the package column, joined by ``/``).
 
         >>> csv_rows(SHARED_FILES, {"filesCreated": 2, "filesDeleted": 1})
         [('', 'filesCreated', 2), ('', 'filesDeleted', 1)]
+        >>> csv_rows(2500, {"items": [{"dimension": ["phone", "GET"], "value": 3}], "total": 3})
+        [('phone/GET', 'value', 3), ('', 'total', 3)]
     """
     rows: List[Tuple[str, str, Any]] = []
     for key, value in data.items():
         if key == "items":
             for item in value:
-                name_key = "event" if "event" in item else "package"
-                rows.extend((item.get(name_key, ""), k, v) for k, v in item.items() if k != name_key)
+                name_key = next((k for k in ("event", "dimension") if k in item), "package")
+                name = item.get(name_key, "")
+                name = "/".join(name) if isinstance(name, list) else name
+                rows.extend((name, k, v) for k, v in item.items() if k != name_key)
         else:
             rows.append(("", key, value))
     return rows

@@ -1,14 +1,19 @@
-"""The OpenAPI description of ``/api/v1`` and an offline docs page that renders it (the boxes
-have no Internet access, so nothing is loaded from a CDN).
+"""The OpenAPI description of ``/api/v1``, and the files of the docs page that renders it:
+Swagger UI, vendored in ``static/swagger-ui/`` (the boxes have no Internet access, so nothing
+is loaded from a CDN), set up by ``static/docs.html`` and ``static/docs.js``.
 
     >>> sorted(openapi()["paths"])[:2]
     ['/api/v1/aggregations', '/api/v1/aggregations/{kind}']
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List
 
 from .. import __version__
+
+STATIC = Path(__file__).resolve().parent / "static"
+DOCS_PAGE = "docs.html"
 
 
 def _param(name: str, where: str, description: str, required: bool = True, schema: Any = None) -> Dict[str, Any]:
@@ -63,42 +68,3 @@ def openapi() -> Dict[str, Any]:
                                                      '"value"}], "next"}'}, "422": _ERRORS["422"]}}},
         },
     }
-
-
-DOCS_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>statskit KPI API</title>
-<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}
-section{border:1px solid #ccc;border-radius:4px;margin:1em 0;padding:.5em 1em}
-code{background:#f4f4f4;padding:0 .2em}pre{background:#f4f4f4;padding:.5em;overflow:auto;max-height:20em}
-label{display:block;margin:.2em 0}</style></head>
-<body><h1>statskit KPI API</h1><p>OpenAPI description: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a></p>
-<div id="paths"></div>
-<script>
-fetch("/api/v1/openapi.json").then(function (r) { return r.json(); }).then(function (spec) {
-  var root = document.getElementById("paths");
-  Object.keys(spec.paths).forEach(function (path) {
-    var op = spec.paths[path].get, box = document.createElement("section");
-    box.innerHTML = "<h2><code>GET " + path + "</code></h2><p>" + op.summary + "</p>";
-    var form = document.createElement("form"), out = document.createElement("pre");
-    (op.parameters || []).forEach(function (p) {
-      var l = document.createElement("label");
-      l.textContent = p.name + " (" + p.in + (p.required ? ", required" : "") + "): ";
-      var i = document.createElement("input"); i.name = p.name; i.title = p.description; i.dataset.in = p.in;
-      l.appendChild(i); form.appendChild(l);
-    });
-    var b = document.createElement("button"); b.textContent = "Try it"; form.appendChild(b);
-    form.onsubmit = function (e) {
-      e.preventDefault(); var url = path, q = [];
-      Array.prototype.forEach.call(form.elements, function (i) {
-        if (!i.name || !i.value) return;
-        if (i.dataset.in === "path") url = url.replace("{" + i.name + "}", encodeURIComponent(i.value));
-        else q.push(encodeURIComponent(i.name) + "=" + encodeURIComponent(i.value));
-      });
-      if (q.length) url += "?" + q.join("&");
-      fetch(url).then(function (r) { return r.text().then(function (t) { out.textContent = r.status + " " + url + "\\n" + t; }); });
-    };
-    box.appendChild(form); box.appendChild(out); root.appendChild(box);
-  });
-});
-</script></body></html>
-"""

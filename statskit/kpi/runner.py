@@ -26,6 +26,7 @@ import orjson
 from ..state.sqlite import SQLiteDB
 from . import kpis, store
 from .engine import Engine
+from .indicators import USAGE_INDICATORS
 from .events import BATCH as EVENT_BATCH, INBOX_SCHEMA, consume
 from .inputs import Fields, Generators, Skipped, parse_fields
 from .tailer import LogFile, Tailer, _fingerprint
@@ -76,8 +77,11 @@ class Processor:
         self.clock = clock
         self.parse = parse  # the log format (raises Skipped for a line to skip)
         self.events = events  # also consume statskit's event inbox (statskit.kpi.events)
-        self.kpi_ids = kpis.KPI_IDS + (kpis.EVENT_KPI_IDS if events else ())
-        self.engine = Engine(self.kpi_ids)
+        # third-party indicators (statskit.kpi.extensions) come with the generators
+        self.kpi_ids = (kpis.KPI_IDS + (kpis.EVENT_KPI_IDS if events else ())
+                        + tuple(extra.kpi_id for extra in generators.extra))
+        self.usage = USAGE_INDICATORS + tuple(extra.indicator_id for extra in generators.extra if extra.usage)
+        self.engine = Engine(self.kpi_ids, self.usage)
         self.started_at = clock()
         self.last_line_at = 0.0
         self.last_idle_at = 0.0
@@ -132,7 +136,7 @@ class Processor:
             self._import_legacy(conn)
             if self.events:
                 conn.execute(INBOX_SCHEMA)
-            self.engine = Engine(self.kpi_ids)
+            self.engine = Engine(self.kpi_ids, self.usage)
             self.engine.start(conn)
         self.started_at = self.clock()
         self.ready = True
@@ -187,44 +191,43 @@ class Processor:
 
     def _apply_lines(self, chunk: Any, changed: List[LogFile], feed: Any, inputs: Any, parse: Any,
                      skipped: Counter) -> None:
-        accepted = 0
-        too_wide = self.engine.indicators.too_wide
+        too_wide, extra_errors = self.engine.indicators.too_wide, self.generators.extra_errors
         with self.db.transaction() as conn:
             # Consecutive lines of one minute are fed together, counted per request (host, uri,
-            # method, status: the generators give the same inputs for the same request, except
-            # for hosts whose inputs depend on headers: those lines are groups of their own).
-            uncached = self.generators.uncached
+            # method, status: the generators give the same inputs for the same request), or per
+            # line (its bytes: the same bytes give the same inputs) for hosts whose inputs depend
+            # on headers, and with third-party indicators, which see every field.
+            uncached, per_line = self.generators.uncached, self.generators.per_line
             groups: Dict[Any, list] = {}
-            low = high = 0.0  # the current minute: low <= ts < high
-            started = False
+            low, high = 1.0, 0.0  # the current minute: low <= ts < high (none yet)
             for raw in chunk.lines:
                 try:
                     line = parse(raw)
                 except Skipped as exc:
                     skipped[exc.reason] += 1
                     continue
-                accepted += 1
                 ts = line[0]
-                if not low <= ts < high or not started:
-                    if started:
+                if not low <= ts < high:
+                    if groups:
                         feed(conn, low, groups.values())
                     low = (ts // 60) * 60
-                    high, groups, started = low + 60, {}, True
-                host = line[1]
-                key = (host, line[2], line[3], line[4]) if host not in uncached else accepted
+                    high, groups = low + 60, {}
+                key = raw if per_line or line[1] in uncached else line[1:5]
                 group = groups.get(key)
                 if group is None:
                     groups[key] = [inputs(line), 1]
                 else:
                     group[1] += 1
-            if started:
+            if groups:
                 feed(conn, low, groups.values())
+            accepted = len(chunk.lines) - (sum(skipped.values()) - chunk.too_long)
             self.engine.snapshot(conn)
             chunk.file.offset = chunk.end
             self.tailer.commit(conn, [chunk.file, *[f for f in changed if f is not chunk.file]])
             store.add_counters(conn, "lines_skipped", dict(skipped))
             store.add_counters(conn, "lines", {"accepted": accepted})
-            store.add_counters(conn, "inputs_dropped", {"too_wide_usage": self.engine.indicators.too_wide - too_wide})
+            store.add_counters(conn, "inputs_dropped", {"too_wide_usage": self.engine.indicators.too_wide - too_wide,
+                                                        "indicator_error": self.generators.extra_errors - extra_errors})
             self._heartbeat(conn)
         if accepted:
             self.last_line_at = self.clock()

@@ -88,20 +88,22 @@ class KpiService:
                                     labels=["result"])
         dropped = CounterMetricFamily("statskit_kpi_inputs_dropped", "Indicator inputs dropped, by reason.",
                                       labels=["reason"])
-        seen = {"accepted": 0, "too_long": 0, "not_json": 0, "not_handled_request": 0}
-        too_wide = consumed = 0
+        seen = {"accepted": 0, "too_long": 0, "not_json": 0, "not_handled_request": 0, "bad_timestamp": 0}
+        drops = {"too_wide_usage": 0, "indicator_error": 0}
+        consumed = 0
         for name, reason, value in store.counters(conn):
             if name == "lines":
                 seen["accepted"] += value
             elif name == "lines_skipped":
                 seen[reason] = seen.get(reason, 0) + value
             elif name == "inputs_dropped":
-                too_wide += value
+                drops[reason] = drops.get(reason, 0) + value
             elif name == "events":
                 consumed += value
         for result, value in sorted(seen.items()):
             lines.add_metric([result], value)
-        dropped.add_metric(["too_wide_usage"], too_wide)
+        for reason, value in sorted(drops.items()):
+            dropped.add_metric([reason], value)
         events = CounterMetricFamily("statskit_kpi_events_consumed", "Posted events fed into the KPI engine.")
         events.add_metric([], consumed)
         files = GaugeMetricFamily("statskit_kpi_log_files", "Access-log files followed.")

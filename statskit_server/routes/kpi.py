@@ -7,7 +7,7 @@
 
 =====  ==================================================================================
 200    the original's JSON (camelCase); ``format=csv`` on a KPI value or ``/export`` gives CSV
-307    ``GET /api`` -> ``/api/v1/`` (the API docs page, served offline)
+307    ``GET /api`` -> ``/api/v1/`` (the API docs page: Swagger UI, vendored, served offline)
 404    ``{"detail": "KPI not found"}`` (no such KPI value), as the original
 422    a missing or bad parameter (an aggregation kind other than D, W, M, Y, such as ``DX``
        which crashed the original with a 500; a malformed value; a kpi_id that is not a
@@ -31,11 +31,11 @@ import falcon
 
 from statskit.kpi import KpiService
 from statskit.kpi.kpis import KPI_NAMES
-from statskit.kpi.openapi import DOCS_HTML, openapi
+from statskit.kpi.openapi import DOCS_PAGE, STATIC, openapi
 from statskit.kpi.periods import BadPeriod, check_kind, first_day
 
 from . import Web
-from .kpi_dashboard import mount_dashboard
+from .kpi_dashboard import Files, Index, load, mount_dashboard, page
 
 MAX_RECORDS = 10000
 _ID = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only (str.isdigit() takes '²'), and no SQLite overflow
@@ -174,12 +174,6 @@ class Redirect:
         raise falcon.HTTPTemporaryRedirect("/api/v1/")
 
 
-class Docs:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.text = DOCS_HTML
-        resp.content_type = falcon.MEDIA_HTML
-
-
 class OpenAPI:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = openapi()
@@ -204,9 +198,20 @@ class Cors:
             resp.set_header("Access-Control-Max-Age", "600")
 
 
+def mount_docs(app: falcon.App) -> None:
+    """``/api/v1/``: Swagger UI over ``/api/v1/openapi.json``, as the original's (FastAPI's) docs
+    page, with its files served from the package under ``/api/v1/static/`` (versioned links,
+    cached for a year; the page itself revalidated), the dashboard's headers and CSP."""
+    assets = load(STATIC)
+    app.add_route("/api/v1/", Index(page(assets, "static/", DOCS_PAGE)))
+    app.add_route("/api/v1/static/{name}", Files(assets, what="docs file"))
+    app.add_route("/api/v1/static/swagger-ui/{name}", Files(assets, "swagger-ui/", "docs file"))
+
+
 def mount(app: falcon.App, kpi: KpiService, web: Web) -> None:
     app.add_route("/api", Redirect())
-    app.add_route("/api/v1/", Docs())
+    app.add_route("/api/v1", Redirect())  # (the original's framework added the slash too)
+    mount_docs(app)
     app.add_route("/api/v1/openapi.json", OpenAPI())
     app.add_route("/api/v1/aggregations", Aggregations(kpi))
     app.add_route("/api/v1/aggregations/{kind}", Aggregation(kpi))

@@ -31,7 +31,8 @@ from .health import Health
 FOLDER = Path(__file__).resolve().parents[1] / "dashboard"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".md": "text/markdown; charset=utf-8",
-         ".txt": "text/plain; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
+         ".txt": "text/plain; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+         "": "text/plain; charset=utf-8"}  # LICENSE, NOTICE
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
@@ -62,8 +63,8 @@ def load(folder: Path = FOLDER) -> Dict[str, Asset]:
             for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.startswith(".")}
 
 
-def page(assets: Dict[str, Asset], prefix: str = "") -> Asset:
-    """``index.html`` with ``?v=<version>`` on the links to shipped files (``prefix`` before
+def page(assets: Dict[str, Asset], prefix: str = "", name: str = "index.html") -> Asset:
+    """The page ``name`` with ``?v=<version>`` on the links to shipped files (``prefix`` before
     them: ``dashboard/`` for the copy served at ``/``)."""
 
     def link(match: "re.Match[str]") -> str:
@@ -72,8 +73,8 @@ def page(assets: Dict[str, Asset], prefix: str = "") -> Asset:
             return match.group(0)
         return f'{match.group(1)}="{prefix}{name}?v={assets[name].version}"'
 
-    html = _LINK.sub(link, assets["index.html"].body.decode("utf-8"))
-    return _asset(html.encode("utf-8"), "index.html")
+    html = _LINK.sub(link, assets[name].body.decode("utf-8"))
+    return _asset(html.encode("utf-8"), name)
 
 
 def send(req: falcon.Request, resp: falcon.Response, asset: Asset) -> None:
@@ -101,16 +102,18 @@ class Index:
 
 
 class Files:
-    """``/dashboard/{name}`` and ``/dashboard/vendor/{name}``: shipped files only."""
+    """``/dashboard/{name}`` and ``/dashboard/vendor/{name}`` (or the API docs page's files):
+    shipped files only."""
 
-    def __init__(self, assets: Dict[str, Asset], folder: str = "") -> None:
+    def __init__(self, assets: Dict[str, Asset], folder: str = "", what: str = "dashboard file") -> None:
         self.assets = assets
         self.folder = folder
+        self.what = what
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         asset = self.assets.get(self.folder + name)
         if asset is None:
-            raise falcon.HTTPNotFound(description=f"no such dashboard file: {self.folder + name}")
+            raise falcon.HTTPNotFound(description=f"no such {self.what}: {self.folder + name}")
         send(req, resp, asset)
 
     on_head = on_get

@@ -169,8 +169,9 @@ def test_records_are_the_hourly_intermediate_format_paged_without_gaps(year_clie
 
 
 def test_docs_openapi_and_the_api_redirect(year_client):
-    redirect = year_client.simulate_get("/api")
-    assert (redirect.status_code, redirect.headers["location"]) == (307, "/api/v1/")
+    for path in ("/api", "/api/v1"):
+        redirect = year_client.simulate_get(path)
+        assert (redirect.status_code, redirect.headers["location"]) == (307, "/api/v1/")
     docs = year_client.simulate_get("/api/v1/")
     assert docs.status_code == 200 and "openapi.json" in docs.text and "//cdn" not in docs.text
     assert "/api/v1/kpis/{kpi_id}/values" in year_client.simulate_get("/api/v1/openapi.json").json["paths"]

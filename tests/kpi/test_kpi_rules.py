@@ -153,6 +153,9 @@ def test_edupi_and_file_manager_shared_files(generators):
     (caddy(1.0, resp_headers=None), "not_handled_request"),
     (caddy(1.0, ts="yesterday"), "not_handled_request"),
     (b"[1, 2]", "not_handled_request"),
+    (caddy(1e300), "bad_timestamp"),  # once an OverflowError that stopped the processing for good
+    (caddy(-5.0), "bad_timestamp"),
+    (caddy(32503680000), "bad_timestamp"),  # the year 3000
 ])
 def test_lines_that_are_not_handled_requests_are_skipped_with_a_reason(raw, reason):
     with pytest.raises(Skipped) as info:

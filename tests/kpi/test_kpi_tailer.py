@@ -177,6 +177,16 @@ def test_bad_lines_are_skipped_and_counted_by_reason(box):
     assert box.counted("lines_skipped", "not_handled_request") == 1
 
 
+def test_a_line_with_an_impossible_time_is_skipped_and_the_processing_goes_on(box):
+    log = box.logs / "caddy_access_logs.json"
+    log.write_bytes(lines(1) + caddy(1e300) + caddy(-1e18) + lines(1, 1))
+    box.step()
+    log.write_bytes(log.read_bytes() + lines(1, 2))
+    box.step()
+    assert box.visits() == {"Wikipédia": 3}
+    assert box.counted("lines_skipped", "bad_timestamp") == 2
+
+
 def test_a_long_line_still_being_written_is_skipped_once_it_ends(box):
     log = box.logs / "caddy_access_logs.json"
     log.write_bytes(lines(1) + b'{"level":"info","x":"' + b"y" * 20000)
