@@ -17,6 +17,7 @@ Features add their own families by passing a :class:`MetricSource`:
 """
 from __future__ import annotations
 
+import logging
 import platform
 import time as _time
 from bisect import bisect_left
@@ -121,6 +122,8 @@ def observe_request(state: StateStore, route: str, method: str, status: int, sec
 
 _route_labels: Dict[Tuple[str, str, int], tuple] = {}
 
+log = logging.getLogger("statskit.metrics")
+
 
 class StateMetrics:
     """Every counter in the state store, shaped by :func:`describe`, plus build info."""
@@ -133,7 +136,10 @@ class StateMetrics:
 
     def collect(self, scrape: Scrape) -> Iterator[Metric]:
         for catch_up in self.before:
-            catch_up()
+            try:
+                catch_up()
+            except Exception as exc:  # the counts so far are still worth answering with
+                log.warning("a scrape could not catch up the counts first: %s", exc)
         build = GaugeMetricFamily("statskit_build_info", "statskit version and Python it runs on.",
                                   labels=["version", "python"])
         build.add_metric([__version__, platform.python_version()], 1)

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import StorageFull, Unavailable, is_transient
 from .events import Event
+from .hostlock import HostLock
 from .sinks import EventReader, Sink, build_sinks
 from .sinks.relay import Follower, Relay
 from .sinks.sqlite import SQLiteSink
@@ -42,6 +43,8 @@ class Pipeline:
         self.log: Optional[Any] = next((s for s in sinks if getattr(s, "durable", False) and hasattr(s, "read_after")),
                                        None)
         self.relays: List[Relay] = []
+        # One process of the host runs every relay of the log: they then decode each row once.
+        self.relay_lock = None if self.log is None else HostLock(f"{getattr(self.log, 'db').path}.relays.lock")
         for sink in sinks:
             self.add(sink)
 
@@ -52,8 +55,8 @@ class Pipeline:
             self.readers.append(sink)
         if getattr(sink, "durable", False):
             self.durable.append(sink)
-        elif self.log is not None and isinstance(sink, Follower) and getattr(sink, "follows_log", True):
-            self.relays.append(Relay(sink, self.log, self.state, max_backlog=self.max_backlog))
+        elif self.log is not None and isinstance(sink, Follower) and _follows(sink, self.log):
+            self.relays.append(Relay(sink, self.log, self.state, max_backlog=self.max_backlog, lock=self.relay_lock))
         else:
             self.others.append(sink)
 
@@ -139,6 +142,8 @@ class Pipeline:
         they can in that time; the rest waits in the log for the next start)."""
         self._each("close", timeout, self.durable + self.others)
         self._each("close", timeout, self.relays)
+        if self.relay_lock is not None:
+            self.relay_lock.release()  # the next process runs them, from their cursors
         self._each("close", timeout, [r.sink for r in self.relays])
         self.state.close()
 
@@ -150,6 +155,12 @@ class Pipeline:
                 getattr(sink, method)(left)
             except Exception as exc:
                 log.error("sink %s failed to %s: %s", getattr(sink, "name", None) or sink.sink.name, method, exc)
+
+
+def _follows(sink: Any, log: Any) -> bool:
+    """Whether ``sink`` is fed from ``log``: ``follows_log`` (a bool, or a test of the log)."""
+    follows = getattr(sink, "follows_log", True)
+    return bool(follows(log) if callable(follows) else follows)
 
 
 def distinct_times(events: Sequence[Event]) -> None:

@@ -63,9 +63,9 @@ class Runtime:
         Once: the process's exit hooks (:func:`shutdown`) skip a runtime its owner closed."""
         with _lock:
             _runtimes.discard(self)
-        if self.closed:
-            return
-        self.closed = True
+            if self.closed:
+                return
+            self.closed = True
         for closer in self.closers:
             try:
                 closer(timeout)

@@ -44,7 +44,12 @@ class GrafanaFeature:
             except OSError:  # stdout closed: the lines are a courtesy, never a reason not to start
                 pass
         metrics = GrafanaMetrics(ctx.state, not settings.grafana.disable_user_metrics, before_collect=tracker.flush)
-        return Built(tracker, metric_sources=[metrics], closers=[tracker.close])
+        sources: list = [metrics]
+        if tracker.relays:  # the session points waiting for InfluxDB: statskit_sink_backlog_events{sink="influxdb.sessions"}
+            from ..sinks.relay import BacklogMetrics
+
+            sources.append(BacklogMetrics(tracker.relays))
+        return Built(tracker, metric_sources=sources, closers=[tracker.close])
 
 
 FEATURE = GrafanaFeature()

@@ -90,6 +90,7 @@ class SessionTracker:
             # writes them from there (statskit/sinks/relay.py): a crash or an InfluxDB outage
             # loses none (they used to wait up to 1 s in the sink's memory).
             points = SQLiteSink(db, commit_wait=settings.sqlite.commit_wait, outbox=True, table=POINTS_TABLE)
+            points.name = POINTS_TABLE  # statskit_sink_errors{sink="grafana_points"} when it cannot write
             relays = [Relay(sink, points, state, max_backlog=settings.sinks.max_backlog, name=f"{sink.name}.sessions")
                       for sink in influx]
             point_sinks = [points]

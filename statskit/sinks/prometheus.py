@@ -36,8 +36,12 @@ class PrometheusSink:
         self.state = state
         self.max_series = max_series
         self.db = db  # the sqlite state's database: fed from the log (see the module docstring)
-        self.follows_log = db is not None
         self._labels: dict = {}
+
+    def follows_log(self, log: Any) -> bool:
+        """Fed from ``log`` only when the counters are in its database: the counts and the
+        cursor must commit together."""
+        return self.db is not None and getattr(log, "db", None) is self.db
 
     @classmethod
     def from_settings(cls, settings: Any, state: StateStore) -> "PrometheusSink":
@@ -62,6 +66,10 @@ class PrometheusSink:
         return out
 
     def send(self, batch: List[Tuple[tuple, int]]) -> None:
+        if self.db is None:  # not fed from a log: the buffered counters
+            for labels, n in batch:
+                self.state.incr("statskit_events_accepted", labels, n)
+            return
         self.send_at(batch, None)
 
     def send_at(self, batch: List[Tuple[tuple, int]], seq: Optional[int]) -> None:

@@ -37,6 +37,7 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -79,7 +80,8 @@ class Relay:
     """Feeds one :class:`Follower` from ``log`` (see the module docstring)."""
 
     def __init__(self, sink: Follower, log: Any, state: Any, *, max_backlog: int = 1_000_000,
-                 lock_retry: float = LOCK_RETRY, name: Optional[str] = None) -> None:
+                 lock_retry: float = LOCK_RETRY, name: Optional[str] = None,
+                 lock: Optional[HostLock] = None) -> None:
         self.sink = sink
         # The cursor's (and lock's, and metrics') name: the sink's, unless it follows two logs.
         self.name = name or sink.name
@@ -89,14 +91,19 @@ class Relay:
         self.lock_retry = lock_retry
         self.batch = max(1, int(getattr(sink, "relay_batch", 1000)))
         self.interval = float(getattr(sink, "relay_interval", 0.1))
-        self.lock = HostLock(f"{log.db.path}.relay-{self.name}.lock")
+        # ``lock``: one the relays of a log share (the pipeline's), so that one process runs them
+        # all and they share its decoded rows (SQLiteSink.read_after); its owner releases it.
+        self.lock = lock or HostLock(f"{log.db.path}.relay-{self.name}.lock")
+        self._own_lock = lock is None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._mutex = threading.Lock()  # one delivery at a time: the thread's, or drain()'s
         self._failing = False
         self._log_failure = RateLimit(10.0)
-        self._ahead: Optional[_ReadAhead] = None
+        self._ahead: Optional[Tuple[int, "Future[Any]"]] = None  # (after, the batch after it)
+        self._reader: Optional[ThreadPoolExecutor] = None
+        self._reader_pid = 0
         log.follow(self.name)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -119,7 +126,11 @@ class Relay:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         drained = self.drain(left) if self.lock.held() else True
-        self.lock.release()
+        if self._reader is not None and self._reader_pid == os.getpid():
+            self._reader.shutdown(wait=False)
+            self._reader = None
+        if self._own_lock:
+            self.lock.release()
         return drained
 
     def drain(self, timeout: Optional[float] = None) -> bool:
@@ -174,7 +185,7 @@ class Relay:
             return 0
         upto, count, batch = ready
         if count == self.batch:  # more waiting: read and prepare the next batch while this one is sent
-            self._ahead = _ReadAhead(self, upto)
+            self._ahead = self._read_ahead(upto)
         if not self._send(batch, count, upto, give_up_at):
             return None
         self.log.set_cursor(name, upto)
@@ -187,13 +198,29 @@ class Relay:
             return None
         return rows[-1][0], len(rows), self.sink.prepare([event for _, event in rows])
 
+    def _read_ahead(self, after: int) -> Optional[Tuple[int, "Future[Any]"]]:
+        """Read and prepare the batch after ``after`` on this relay's one reader thread (one
+        thread, so one SQLite connection, for the relay's life in this process)."""
+        if self._reader is None or self._reader_pid != os.getpid():
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"statskit-relay-{self.name}-ahead")
+            self._reader_pid = os.getpid()
+        try:
+            return after, self._reader.submit(self._prepared, after)
+        except RuntimeError:  # shut down (interpreter exit): read it when it is needed
+            return None
+
     def _ready(self, cursor: int) -> Optional[Tuple[int, int, List[Any]]]:
         """The batch after ``cursor``: the one read ahead when it starts there, else read now."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead.join()
-            if ahead.after == cursor and ahead.error is None:
-                return ahead.result
+        if ahead is not None and self._reader_pid == os.getpid():
+            after, future = ahead
+            try:
+                result = future.result()
+            except Exception:  # read again here, where a failure is reported
+                result = None
+            else:
+                if after == cursor:
+                    return result
         return self._prepared(cursor)
 
     def _send(self, batch: List[Any], count: int, upto: int, give_up_at: Optional[float]) -> bool:
@@ -252,25 +279,6 @@ class Relay:
     def backlog(self) -> int:
         """Events in the log this sink has not confirmed (a gauge in /metrics)."""
         return max(0, self.log.last_seq() - self.log.cursor(self.name))
-
-
-class _ReadAhead(threading.Thread):
-    """Reads and prepares the batch after ``after`` while the relay waits for the sink to store
-    the one before (InfluxDB's answer takes as long again as preparing a batch): the two overlap."""
-
-    def __init__(self, relay: Relay, after: int) -> None:
-        super().__init__(name=f"statskit-relay-{relay.name}-ahead", daemon=True)
-        self.relay = relay
-        self.after = after
-        self.result: Optional[Tuple[int, int, List[Any]]] = None
-        self.error: Optional[BaseException] = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.result = self.relay._prepared(self.after)
-        except BaseException as exc:  # read again by the relay itself, which reports it
-            self.error = exc
 
 
 class BacklogMetrics:

@@ -30,6 +30,10 @@ from ..state.sqlite import SQLiteDB, database_path
 from ..state.sqlite_writer import group_commit
 
 log = logging.getLogger("statskit.sinks.sqlite")
+# Receive times follow the clock 1 ns apart while it repeats itself or steps back a little;
+# further back than this (a VM resumed, NTP stepping the clock), the clock wins again.
+MAX_CLOCK_LEAD_NS = 1_000_000_000
+_clock_log = RateLimit(60.0)
 RECENT = 20_000  # decoded events read_after keeps for the next relay (about 10 MB at most)
 _full_log = RateLimit(10.0)
 
@@ -75,18 +79,28 @@ def _stamp(conn: sqlite3.Connection, rows: List[tuple]) -> List[tuple]:
     transaction is the one place where all the host's events pass in turn, so the receive times
     given there are unique on the host; the log keeps them, so every sink and every re-send gets
     the same. A time the client sent is left alone. If the clock steps back, times go on 1 ns
-    apart from the last one until it catches up."""
+    apart from the last one until it catches up; more than ``MAX_CLOCK_LEAD_NS`` back, the
+    clock wins again (logged)."""
     if all(row[5] is None for row in rows):
         return [row[:5] for row in rows]
     found = conn.execute("SELECT time_ns FROM log_clock").fetchone()
     last = found[0] if found else 0
+    now = time.time_ns()
+    if last > now + MAX_CLOCK_LEAD_NS:  # the clock stepped back (or jumped forward once) by a lot
+        if _clock_log.allow("clock"):
+            log.warning("the clock is %.1f s behind the latest receive time the log gave; giving times "
+                        "from the clock again", (last - now) / 1e9)
+        last = 0
     out = []
     for id_, time_ns, uid, name, data, event in rows:
         if event is not None:
             if time_ns <= last:
-                time_ns = event.time_ns = last + 1
-                event._json = None
-                data = event.to_json()
+                moved = last + 1
+                event.time_ns = moved
+                if moved // 1000 != time_ns // 1000:  # the JSON shows microseconds: changed only then
+                    event._json = None
+                    data = event.to_json()
+                time_ns = moved
             last = time_ns
         out.append((id_, time_ns, uid, name, data))
     conn.execute("INSERT OR REPLACE INTO log_clock (one, time_ns) VALUES (0, ?)", (last,))
@@ -202,11 +216,9 @@ class SQLiteSink:
                 event._json = data  # what to_json() would give again: the stdout lines reuse it
                 recent[seq_] = event
             out.append((seq_, event))
-        while len(recent) > RECENT:  # oldest first (insertion order); another thread may trim too
-            try:
-                del recent[next(iter(recent))]
-            except (KeyError, RuntimeError, StopIteration):
-                break
+        if len(recent) > RECENT and rows:  # keep the newest half (deleting from a dict's front is O(n) a time)
+            newest = rows[-1][0]
+            self._recent = {k: v for k, v in list(recent.items()) if k > newest - RECENT // 2}
         return out
 
     def count_between(self, after: int, upto: int) -> int:

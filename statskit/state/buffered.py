@@ -92,6 +92,13 @@ class BufferedCounters:
                 self._requeue([(name, lk, value) for (name, lk), value in pending.items()])
                 raise
 
+    def _after_fork(self) -> None:
+        """In a forked child: new locks, and no copy of the parent's pending increments (the
+        parent flushes those). A subclass with locks of its own extends it."""
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending = {}
+
     def _requeue(self, rows: List[CounterRow]) -> None:
         """Put rows back into the buffer (for the next flush): counters never lose acknowledged
         increments."""
@@ -128,9 +135,7 @@ def _after_fork_in_child() -> None:
     # A lock a thread of the parent held at fork() stays held in the child, whose copy of that
     # thread does not exist: new locks (the pending increments are the parent's, flushed by it).
     for state in list(_live):
-        state._lock = threading.Lock()
-        state._flush_lock = threading.Lock()
-        state._pending = {}
+        state._after_fork()
 
 
 if hasattr(os, "register_at_fork"):

@@ -63,6 +63,10 @@ class RedisState(BufferedCounters):
         self._flushed_rows = 0
         self._doubt: Optional[Tuple[int, List[CounterRow]]] = None  # a failed flush: number, rows
 
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._write_lock = threading.Lock()
+
     @contextmanager
     def guard(self) -> Iterator[None]:
         """Redis errors that mean "down or busy" become RetryableError (a 503, or a retry)."""

@@ -217,7 +217,7 @@ def test_two_workers_stamping_the_same_nanosecond_store_two_points_in_influxdb(i
     state = MemoryState()
     sink = InfluxDBSink(V1Writer(influxdb1.url, "clock"), state, flush_interval=0.05)
     relay = Relay(sink, workers[0], state)
-    same_ns = parse_items([{"uid": "u", "event": "view"}])[0].time_ns
+    same_ns = parse_items([{"uid": "u", "event": "view"}])[0].time_ns // 1000 * 1000 + 998  # moves cross a microsecond
     for n, worker in enumerate(workers * 2):
         events = parse_items([{"uid": "u", "event": "view", "n": n}])
         events[0].time_ns = same_ns  # what the real clock does now and then

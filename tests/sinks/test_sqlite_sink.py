@@ -82,3 +82,23 @@ def test_a_store_that_cannot_commit_fails_the_ingest_and_feeds_no_other_sink(tmp
     pipeline.ingest(parse_items([{"uid": "u", "event": "kept"}]))
     assert [e.event for e in other.events] == ["kept"] and sink.count() == 1
     pipeline.close(1.0)
+
+
+def test_a_clock_far_behind_the_logs_last_receive_time_is_followed_again(tmp_path, caplog):
+    """Receive times go on 1 ns past the host's last one while the clock repeats itself; after a
+    big step back (a VM resumed, NTP) the log would otherwise stamp the future for days."""
+    import time
+
+    sink = SQLiteSink(SQLiteDB(database_path(str(tmp_path))))
+    ahead = time.time_ns() + 3600 * 10**9
+    with sink.db.transaction() as conn:
+        conn.execute("INSERT OR REPLACE INTO log_clock (one, time_ns) VALUES (0, ?)", (ahead,))
+    with caplog.at_level("WARNING"):
+        [event] = parse_items([{"uid": "u", "event": "e"}])
+        sink.emit([event])
+    assert abs(event.time_ns - time.time_ns()) < 60 * 10**9
+    assert any("clock" in r.getMessage() for r in caplog.records)
+    [near] = parse_items([{"uid": "u", "event": "e"}])
+    near.time_ns = event.time_ns  # the same nanosecond again: moved on, as before
+    sink.emit([near])
+    assert near.time_ns == event.time_ns + 1
