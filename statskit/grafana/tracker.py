@@ -161,6 +161,7 @@ class SessionTracker:
     def _apply_batch(self, items: List[Tuple[Payload, float]]) -> None:
         try:
             self.process_many(items)
+            self._store_counts()
         except Exception as exc:
             if self.state.is_transient(exc):  # the store is locked, busy or down: nothing was applied, retry
                 raise RetryableError(str(exc)) from exc
@@ -175,6 +176,16 @@ class SessionTracker:
                 except Exception:
                     log.exception("applying a panel payload failed")
                     self._dropped([item], "rejected")
+
+    def _store_counts(self) -> None:
+        """The journal deletes the applied payloads next: their counts go to the store first,
+        so a kill -9 after that loses none (buffered, they waited up to ``flush_interval``)."""
+        if self.journal is None:
+            return
+        try:
+            self.state.flush()
+        except Exception:  # down or busy: they stay buffered for the next flush (never applied twice)
+            pass
 
     def _dropped(self, items: List[Any], reason: str) -> None:
         self.state.incr("statskit_sink_dropped", {"sink": "grafana_sessions", "reason": reason}, len(items))

@@ -175,6 +175,15 @@ def test_acknowledged_panel_payloads_survive_kill_9(tmp_path):
         assert acked - logged == set()
         with sqlite3.connect(str(tmp_path / DATABASE_NAME)) as conn:
             assert conn.execute("SELECT count(*) FROM grafana_journal").fetchone()[0] == 0  # applied, then deleted
+        # Counted too: an applied payload's counts are stored before the journal forgets it.
+        deadline, total = time.monotonic() + 20, 0.0
+        while time.monotonic() < deadline:
+            metrics = requests.get(server.url + "/metrics", timeout=10).text
+            total = sum(float(v) for v in re.findall(r'^grafana_analytics_sessions_total\{[^}]*\} (\S+)$', metrics, re.M))
+            if total >= 150:
+                break
+            time.sleep(0.2)
+        assert total == 150
     finally:
         server.stop()
         server.kill()
