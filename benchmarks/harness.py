@@ -35,7 +35,8 @@ from statskit.config import load_settings  # noqa: E402
 
 WORKERS = 2
 # The baseline runs the worker configuration statskit runs by default (issue 16 compares the two
-# under it): gunicorn's gthread worker with as many threads, or its sync worker for threads = 1.
+# under it): statskit's gthread worker and connection balance with as many threads
+# (bare_conf.py), or gunicorn's sync worker for threads = 1.
 DEFAULT_THREADS = load_settings(env={}).server.threads
 
 
@@ -118,7 +119,8 @@ class BareServer:
     def __enter__(self) -> "BareServer":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--threads", str(self.threads),
-             "--worker-class", "gthread" if self.threads > 1 else "sync",
+             *(["--worker-class", "statskit_server.worker.StatskitWorker", "--config", "bare_conf.py"]
+               if self.threads > 1 else ["--worker-class", "sync"]),
              "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", "bare_app:app"],
             cwd=str(ROOT / "benchmarks"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
