@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..config import Option, Settings, choice, parse_bool, parse_duration, parse_list
 from ..feature import Built, Context
+from ..sinks.relay import BacklogMetrics
 from .metrics import GrafanaMetrics
 from .tracker import SessionTracker
 
@@ -46,8 +47,6 @@ class GrafanaFeature:
         metrics = GrafanaMetrics(ctx.state, not settings.grafana.disable_user_metrics, before_collect=tracker.flush)
         sources: list = [metrics]
         if tracker.relays:  # the session points waiting for InfluxDB: statskit_sink_backlog_events{sink="influxdb.sessions"}
-            from ..sinks.relay import BacklogMetrics
-
             sources.append(BacklogMetrics(tracker.relays))
         return Built(tracker, metric_sources=sources, closers=[tracker.close])
 

@@ -21,6 +21,8 @@ from ..errors import RetryableError, is_storage_full, is_transient
 from ..events import Event
 from ..labels import label_key
 from ..state import StateStore, store_for
+from ..state.sqlite import add_counters
+from .sqlite import advance_cursor
 
 OTHER = "other"
 
@@ -48,7 +50,11 @@ class PrometheusSink:
         return cls(state, db=store_for(state, {"sqlite": lambda backend: backend.db}, lambda _: None))
 
     def emit(self, events: Sequence[Event]) -> None:
-        for labels, n in self.prepare(events):
+        self._buffer(self.prepare(events))
+
+    def _buffer(self, batch: List[Tuple[tuple, int]]) -> None:
+        """Counted in the state's per-process buffer (not fed from a log)."""
+        for labels, n in batch:
             self.state.incr("statskit_events_accepted", labels, n)
 
     def prepare(self, events: Sequence[Event]) -> List[Tuple[tuple, int]]:
@@ -66,21 +72,18 @@ class PrometheusSink:
         return out
 
     def send(self, batch: List[Tuple[tuple, int]]) -> None:
-        if self.db is None:  # not fed from a log: the buffered counters
-            for labels, n in batch:
-                self.state.incr("statskit_events_accepted", labels, n)
+        if self.db is None:
+            self._buffer(batch)
             return
         self.send_at(batch, None)
 
     def send_at(self, batch: List[Tuple[tuple, int]], seq: Optional[int]) -> None:
         """Add the counts and move this sink's cursor in the log to ``seq``, in one transaction."""
-        from ..state.sqlite import add_counters
-
         try:
             with self.db.transaction() as conn:
                 add_counters(conn, [("statskit_events_accepted", label_key(labels), float(n)) for labels, n in batch])
                 if seq is not None:
-                    conn.execute("UPDATE sink_cursors SET seq = max(seq, ?) WHERE sink = ?", (seq, self.name))
+                    advance_cursor(conn, self.name, seq)
         except sqlite3.OperationalError as exc:
             if is_transient(exc) or is_storage_full(exc):
                 raise RetryableError(f"the counters cannot be written: {exc}") from exc

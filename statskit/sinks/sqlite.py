@@ -107,6 +107,12 @@ def _stamp(conn: sqlite3.Connection, rows: List[tuple]) -> List[tuple]:
     return out
 
 
+def advance_cursor(conn: sqlite3.Connection, name: str, seq: int) -> None:
+    """Move the cursor of the sink ``name`` to ``seq`` (never back), in ``conn``'s transaction:
+    a sink that stores its data in the same database commits the two together."""
+    conn.execute("UPDATE sink_cursors SET seq = max(seq, ?) WHERE sink = ?", (seq, name))
+
+
 class SQLiteSink:
     """The event store, and the durable log the other sinks are fed from (``seq`` order).
 
@@ -192,7 +198,7 @@ class SQLiteSink:
     def set_cursor(self, name: str, seq: int) -> None:
         """``name`` has stored every event up to ``seq``; in outbox mode, trim what all have."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE sink_cursors SET seq = max(seq, ?) WHERE sink = ?", (seq, name))
+            advance_cursor(conn, name, seq)
             if self.outbox:
                 self._delete(conn, "seq <= ?", seq)
 

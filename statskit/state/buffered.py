@@ -82,6 +82,7 @@ class BufferedCounters:
         # just taken it returned before that write landed, so flush() then counters() could
         # miss this process's own increments (seen in CI with a 50 ms flush interval).
         with self._flush_lock:
+            self._before_flush()
             with self._lock:
                 pending, self._pending = self._pending, {}
             if not pending:
@@ -92,9 +93,12 @@ class BufferedCounters:
                 self._requeue([(name, lk, value) for (name, lk), value in pending.items()])
                 raise
 
+    def _before_flush(self) -> None:
+        """Run under the flush lock before the pending increments are taken (a subclass's)."""
+
     def _after_fork(self) -> None:
         """In a forked child: new locks, and no copy of the parent's pending increments (the
-        parent flushes those). A subclass with locks of its own extends it."""
+        parent flushes those)."""
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending = {}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -55,17 +54,12 @@ class RedisState(BufferedCounters):
         self._transient: Tuple[Type[BaseException], ...] = transient_errors()
         self.records = RedisRecords(client, self.tag, self.guard)
         self.logs = RedisLogs(client, self.tag, self.guard)
-        self._write_lock = threading.Lock()  # one flush at a time: flush numbers in commit order
         self._writer_pid = 0
         self._writer = ""
         self._seq = 0  # this process's last flush that Redis acknowledged
         self._flushed: Deque[Flushed] = deque()
         self._flushed_rows = 0
         self._doubt: Optional[Tuple[int, List[CounterRow]]] = None  # a failed flush: number, rows
-
-    def _after_fork(self) -> None:
-        super()._after_fork()
-        self._write_lock = threading.Lock()
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -77,10 +71,9 @@ class RedisState(BufferedCounters):
                 raise retryable(exc) from exc
             raise
 
-    def flush(self) -> None:
-        with self._write_lock:
-            self._settle()
-            super().flush()
+    def _before_flush(self) -> None:
+        # Under the base class's flush lock (one flush at a time: flush numbers in commit order).
+        self._settle()
 
     def _write(self, rows: List[CounterRow]) -> None:
         try:
