@@ -424,6 +424,29 @@ def test_explicit_timestamps_are_the_event_millisecond_in_both_formats(accept, s
     assert int(float("1700000000.0015") * 1000) == 1700000000001
 
 
+@pytest.mark.parametrize("accept", [None, OPENMETRICS])
+def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accept):
+    # The scrape renders its lines from the stored series keys (fast path: no JSON escape in
+    # the key); each must be byte for byte the library's, escapes, unicode and braces included.
+    from prometheus_client.core import Metric
+    from statskit.exposition import encode
+    values = ['plain', 'x{', '{":"}', 'a","b', 'back\\slash', 'new\nline', 'tab\there', 'é ünï']
+    state = MemoryState()
+    oneshot = OneShot(open_queue(state, QueueLimits(max_pending=100)), state)
+    render([oneshot], Scrape("prom-a", time=1000.0))
+    for i, value in enumerate(values):
+        oneshot.post([("a", value), ("n", str(i)), ("value", str(i + 0.5))], now=1001.0)
+    body = render([oneshot], Scrape("prom-a", time=1002.0), accept)[0].decode()
+    expected = Metric("events_to_metrics", "x", "gauge")
+    for i, value in enumerate(values):
+        expected.add_sample("events_to_metrics", {"a": value, "n": str(i)}, i + 0.5)
+    lines = [line for line in encode([expected], openmetrics=accept is not None).decode().splitlines()
+             if line.startswith("events_to_metrics{")]
+    assert len(lines) == len(values)
+    for line in lines:
+        assert line + "\n" in body
+
+
 def test_drops_and_refusals_are_counters(oneshot):
     for name in ("a", "b", "c", "d"):
         render([oneshot], Scrape(name, time=1000.0))
