@@ -15,7 +15,7 @@ LabelKey = Tuple[Tuple[str, str], ...]
 Labels = Union[Mapping[str, str], LabelKey]
 
 _decoded: Dict[str, LabelKey] = {}
-_CACHE_SIZE = 10_000  # label sets are few in practice; bounded all the same
+_CACHE_SIZE = 50_000  # label sets: a Grafana deployment has one per (dashboard, user) pair; bounded all the same
 
 
 def label_key(labels: Labels) -> LabelKey:

@@ -70,7 +70,8 @@ class GrafanaMetrics:
         self.names = tuple(label_names(user_metrics))
         # The tracker's flush: a scrape first applies the payloads its own worker still holds.
         self.before_collect = before_collect
-        self._labels: Dict[Tuple[str, ...], str] = {}  # label values -> '{name="value",...}' 
+        # label values -> (sort key, '{name="value",...}'), shared by both session families
+        self._labels: Dict[Tuple[str, ...], Tuple[str, str]] = {}
 
     def collect(self, scrape: Scrape) -> Iterator[Family]:
         up = 1.0
@@ -120,12 +121,14 @@ class GrafanaMetrics:
         if len(labels) > MAX_CACHED_LABELS:
             labels.clear()  # bounded: only costs one scrape's rebuild
         sample = name + "_total"
-        lines = []
-        for values in sorted(series):
-            text = labels.get(values)
-            if text is None:
-                text = labels[values] = sample_prefix("", self.names, values)
-            lines.append(f"{sample}{text} {format_value(series[values])}\n")
+        rows = []
+        for values, value in series.items():
+            cached = labels.get(values)
+            if cached is None:
+                cached = labels[values] = (_sort_key(values), sample_prefix("", self.names, values))
+            rows.append((cached[0], cached[1], value))
+        rows.sort(key=_first)
+        lines = [f"{sample}{text} {format_value(value)}\n" for _, text, value in rows]
         return TextFamily(name, _HELP[name], "counter", lines)
 
 
@@ -136,6 +139,12 @@ def _single(name: str, help: str, value: float) -> Metric:
 
 
 _first, _second = itemgetter(0), itemgetter(1)
+
+
+def _sort_key(values: Tuple[str, ...]) -> str:
+    """A string that sorts as the tuple does (client_golang's order) for values without NUL: one
+    string compare in place of a tuple's, several times faster over 100,000 series."""
+    return "\0".join(values)
 
 
 def _project(labels: tuple, names: Tuple[str, ...]) -> Tuple[str, ...]:

@@ -165,7 +165,9 @@ class RedisState(BufferedCounters):
             hashes = pipe.execute() if names else []
         rows: List[CounterRow] = []
         for name, fields in zip(names, hashes):
-            rows += sorted((name, decode_labels(labels.decode()), float(value)) for labels, value in fields.items())
+            # Sorted by stored text, as SQLite's ORDER BY: bytes compare at C speed, where the
+            # decoded label tuples cost several times more to sort.
+            rows += [(name, decode_labels(labels.decode()), float(value)) for labels, value in sorted(fields.items())]
         return rows
 
     def is_transient(self, exc: BaseException) -> bool:
