@@ -168,7 +168,7 @@ def measure(case: str, backend: str, n: int, rounds: int, tmp: str) -> str:
                   f"(the counters' own tuples), RSS +{(rss1 - rss0) / cached:.0f} B/session")
     else:
         memory = (f"RSS +{(half[0] - rss0) / 2**20:.0f} MiB at {cached // 2:,} sessions, +{(rss1 - rss0) / 2**20:.0f} "
-                  f"MiB at {cached:,} (SQLite's page cache, capped at 32 MiB, and <= 10,000 decoded label sets; "
+                  f"MiB at {cached:,} (SQLite's page cache, capped at 32 MiB, and the decoded label sets; "
                   f"the sessions are on disk, {_db_size(state) / cached:.0f} B/session in the file)")
     seconds, size = time_render(state, rounds)
     floor = time_floor(state, rounds)

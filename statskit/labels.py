@@ -15,7 +15,7 @@ LabelKey = Tuple[Tuple[str, str], ...]
 Labels = Union[Mapping[str, str], LabelKey]
 
 _decoded: Dict[str, LabelKey] = {}
-_CACHE_SIZE = 50_000  # label sets: a Grafana deployment has one per (dashboard, user) pair; bounded all the same
+_CACHE_SIZE = 200_000  # one per counter series; as many as /metrics caches label texts for (grafana.metrics)
 
 
 def label_key(labels: Labels) -> LabelKey:

@@ -45,7 +45,7 @@ from .sessions import DURATION, PREFIX, SESSIONS, label_names
 log = logging.getLogger("statskit.sessions")
 
 SCRAPES = PREFIX + "exporter_scrapes"
-MAX_CACHED_LABELS = 200_000  # label strings kept between scrapes (~150 B each)
+MAX_CACHED_LABELS = 200_000  # label sets whose texts are kept between scrapes
 FLUSH_TIMEOUT = 2.0  # seconds a scrape waits for its worker's queued payloads
 QUERY_FAILURES = PREFIX + "exporter_query_failures"
 
@@ -70,8 +70,11 @@ class GrafanaMetrics:
         self.names = tuple(label_names(user_metrics))
         # The tracker's flush: a scrape first applies the payloads its own worker still holds.
         self.before_collect = before_collect
-        # label values -> (sort key, '{name="value",...}'), shared by both session families
-        self._labels: Dict[Tuple[str, ...], Tuple[str, str]] = {}
+        # The rendered '{name="value",...}' of each stored label set, kept between scrapes (the
+        # same dashboards and users come back), and the key that sorts them as client_golang does.
+        self._texts: Dict[tuple, str] = {}  # stored label set -> its text
+        self._by_values: Dict[Tuple[str, ...], str] = {}  # projected values -> their text
+        self._sort_keys: Dict[str, str] = {}  # text -> sort key
 
     def collect(self, scrape: Scrape) -> Iterator[Family]:
         up = 1.0
@@ -90,15 +93,21 @@ class GrafanaMetrics:
             except Exception:
                 pass
         totals: Dict[str, float] = {SCRAPES: 0.0, QUERY_FAILURES: 0.0}
-        series: Dict[str, Dict[Tuple[str, ...], float]] = {SESSIONS: {}, DURATION: {}}
-        names = self.names
+        series: Dict[str, Dict[str, float]] = {SESSIONS: {}, DURATION: {}}  # text -> sum
+        if len(self._texts) > MAX_CACHED_LABELS:
+            self._texts.clear()  # bounded: only costs one scrape's rebuild
+            self._by_values.clear()
+            self._sort_keys.clear()
+        texts = self._texts
         for name, labels, value in rows:
             if name in totals:
                 totals[name] += value
             elif name in series:
-                key = _project(labels, names)
+                text = texts.get(labels)
+                if text is None:
+                    text = texts[labels] = self._text(labels)
                 per_name = series[name]
-                per_name[key] = per_name.get(key, 0.0) + value
+                per_name[text] = per_name.get(text, 0.0) + value
 
         build = Metric(PREFIX + "build_info", "A metric with a constant '1' value labeled by version, revision, "
                        "branch, and goversion from which grafana_analytics was built.", "gauge")
@@ -114,21 +123,22 @@ class GrafanaMetrics:
         yield gauge
 
 
-    def _family(self, name: str, series: Dict[Tuple[str, ...], float]) -> TextFamily:
-        """One line per series, from label strings cached across scrapes (the same dashboards and
-        users come back): ~1 us a sample instead of prometheus_client's ~7 (see exposition)."""
-        labels = self._labels
-        if len(labels) > MAX_CACHED_LABELS:
-            labels.clear()  # bounded: only costs one scrape's rebuild
-        sample = name + "_total"
-        rows = []
-        for values, value in series.items():
-            cached = labels.get(values)
-            if cached is None:
-                cached = labels[values] = (_sort_key(values), sample_prefix("", self.names, values))
-            rows.append((cached[0], cached[1], value))
-        rows.sort(key=_first)
-        lines = [f"{sample}{text} {format_value(value)}\n" for _, text, value in rows]
+    def _text(self, labels: tuple) -> str:
+        """The rendered label set of the configured names for a stored one; label sets that
+        project to the same values (user labels switched off) share one text, so they sum."""
+        values = _project(labels, self.names)
+        text = self._by_values.get(values)
+        if text is None:
+            text = self._by_values[values] = sample_prefix("", self.names, values)
+            self._sort_keys[text] = _sort_key(values)
+        return text
+
+    def _family(self, name: str, series: Dict[str, float]) -> TextFamily:
+        """One line per series, from the cached label texts: ~1 us a sample instead of
+        prometheus_client's ~7 (see exposition)."""
+        sample, sort_keys = name + "_total", self._sort_keys
+        lines = [f"{sample}{text} {format_value(series[text])}\n"
+                 for text in sorted(series, key=sort_keys.__getitem__)]
         return TextFamily(name, _HELP[name], "counter", lines)
 
 

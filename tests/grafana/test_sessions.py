@@ -1,4 +1,5 @@
 """Sessions, durations and counters, in the library (no Falcon): both cache backends."""
+import re
 import random
 import threading
 from types import SimpleNamespace
@@ -538,3 +539,17 @@ def test_session_families_parse_back_with_awkward_label_values(accept):
     got = {s.labels["dashboard_name"]: s.value for f in parse(body.decode()) for s in f.samples
            if s.name == "grafana_analytics_sessions_duration_seconds_total"}
     assert got == {name: 60.0 for name in names}
+
+
+def test_session_series_are_sorted_by_label_values_as_client_golang_sorts_them():
+    # "ann" before "ann b" before "ann\"": by the values, not by the escaped text (where the
+    # closing quote of "ann" would sort after the space of "ann b").
+    state = MemoryState()
+    tracker = SessionTracker(state, MemorySessionCache())
+    logins = ['ann"', "bob", "ann b", "ann", "Zed"]
+    for i, login in enumerate(logins):
+        feed(tracker, [("start", 0)], uuid=f"s{i}", **{"user.login": login})
+    for _ in range(2):  # the second scrape renders from the label texts cached by the first
+        lines = [line for line in scrape(state).splitlines() if line.startswith("grafana_analytics_sessions_total")]
+        got = [re.search(r'user_login="((?:[^"\\]|\\.)*)"', line).group(1).replace('\\"', '"') for line in lines]
+        assert got == sorted(logins)
