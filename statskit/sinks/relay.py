@@ -62,7 +62,10 @@ class Follower(Protocol):
     batch is sent again later (it may remove from the list what it did store first). Any other
     exception gives the batch up (counted as ``rejected``).
 
-    Optional: ``send_at(batch, seq)`` stores the batch and the cursor together (exactly once);
+    Optional: ``prepare_stored(rows)`` takes the log's rows as stored instead of Events
+    (``(seq, time_ns, JSON text)``: ``SQLiteSink.read_stored_after``), for a sink that formats
+    them more cheaply than it could decode them (InfluxDB's lines);
+    ``send_at(batch, seq)`` stores the batch and the cursor together (exactly once);
     ``follows_log = False`` has the pipeline give it events in the request instead;
     ``needs_log = False`` makes no outbox for it alone; ``scraped = True`` has a scrape of
     ``/metrics`` let its relay catch up first (it stores what /metrics shows)."""
@@ -193,6 +196,10 @@ class Relay:
 
     def _prepared(self, after: int) -> Optional[Tuple[int, int, List[Any]]]:
         """The next batch after ``after``: (its last number, how many events, the sink's form)."""
+        prepare_stored = getattr(self.sink, "prepare_stored", None)
+        if prepare_stored is not None and hasattr(self.log, "read_stored_after"):
+            stored = self.log.read_stored_after(after, self.batch)
+            return (stored[-1][0], len(stored), prepare_stored(stored)) if stored else None
         rows = self.log.read_after(after, self.batch)
         if not rows:
             return None

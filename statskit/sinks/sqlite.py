@@ -211,8 +211,7 @@ class SQLiteSink:
         The sinks fed from the log read the same rows at about the same time (stdout, the
         Prometheus counts, InfluxDB), and decoding a row costs more than reading it: the last
         ``RECENT`` decoded events are shared (a row never changes, and no sink changes an event)."""
-        rows = self.db.connection().execute(f"SELECT seq, time_ns, data FROM {self.table} WHERE seq > ? ORDER BY seq LIMIT ?",
-                                            (seq, limit)).fetchall()
+        rows = self.read_stored_after(seq, limit)
         out = []
         recent = self._recent
         for seq_, time_ns, data in rows:
@@ -226,6 +225,12 @@ class SQLiteSink:
             newest = rows[-1][0]
             self._recent = {k: v for k, v in list(recent.items()) if k > newest - RECENT // 2}
         return out
+
+    def read_stored_after(self, seq: int, limit: int) -> List[Tuple[int, int, str]]:
+        """Up to ``limit`` rows after ``seq`` as stored: ``(seq, time_ns, Event.to_json())``, for
+        a sink that formats them without decoding them into Events (the InfluxDB lines)."""
+        return self.db.connection().execute(f"SELECT seq, time_ns, data FROM {self.table} WHERE seq > ? ORDER BY seq LIMIT ?",
+                                            (seq, limit)).fetchall()
 
     def count_between(self, after: int, upto: int) -> int:
         return int(self.db.connection().execute(f"SELECT count(*) FROM {self.table} WHERE seq > ? AND seq <= ?",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 
+import orjson
 import pytest
 from falcon import testing
 from influxdb_client import Point
@@ -15,7 +16,7 @@ from influxdb_client import Point
 from statskit.config import load_settings
 from statskit.events import Event, parse_items
 from statskit.sinks.influxdb import InfluxDBSink, V1Writer, V2Writer
-from statskit.sinks.lineprotocol import field_value, to_line, to_lines
+from statskit.sinks.lineprotocol import field_value, stored_line, to_line, to_lines
 from statskit.state import sum_by
 from statskit.state.memory import MemoryState
 from statskit.tokens import TokenSigner
@@ -58,6 +59,18 @@ def test_line_protocol_escapes_like_influxdb_client(measurement, tags, fields):
     for key, value in {**fields, "event_id": "e1"}.items():
         point.field(key, value)
     assert ours == point.to_line_protocol()
+
+
+@pytest.mark.parametrize("measurement,tags,fields", TRICKY)
+def test_the_line_from_a_stored_row_is_the_line_of_the_event(measurement, tags, fields):
+    """The relay formats the log's rows without decoding them into Events: the same line."""
+    point = Event("e1", T0 * 10**9 + 7, measurement, tags, fields)
+    event = Event("e2", T0 * 10**9 + 8, "analytics", {**tags, "uid": "u 1", "event": "sign,up"}, fields,
+                  uid="u 1", event="sign,up")
+    for original in (point, event):
+        stored = orjson.loads(original.to_json())
+        assert stored_line(stored, original.time_ns) == to_line(Event.from_dict(stored, original.time_ns))
+    assert stored_line(orjson.loads(point.to_json()), point.time_ns) == to_line(point)
 
 
 def test_values_influxdb_cannot_store_are_left_out():
