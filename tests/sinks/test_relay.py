@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from typing import Any, List
 
 import pytest
@@ -78,6 +79,10 @@ def test_after_a_restart_a_follower_resumes_from_its_confirmed_cursor(tmp_path):
     ids = _post(log, 30)
     relay.lock.take()
     relay._deliver_once(give_up_at=None)  # one batch confirmed, then the process "dies"
+    confirmed = log.read_stored_after(0, 10)[-1][0]
+    deadline = time.monotonic() + 10
+    while log.cursor("collect") < confirmed and time.monotonic() < deadline:
+        time.sleep(0.01)  # the cursor's commit runs on the relay's cursor thread, right after the send
     relay.lock.release()
     assert first.got == ids[:10]
     again = Collecting()  # a new process: same log file, same sink name
