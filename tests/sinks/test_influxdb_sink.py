@@ -84,6 +84,12 @@ def test_values_influxdb_cannot_store_are_left_out():
     assert line == point.to_line_protocol()
 
 
+def test_each_float_keeps_its_own_text_when_the_last_one_is_remembered():
+    values = [1796296606.5874798, 1796296606.5874798, 0.0, -0.0, -0.0, 0.0, 1e20, 1.0, 1.0]
+    lines = [to_line(Event("e1", 1, "m", {}, {"f": value})) for value in values]
+    assert [line.split("f=")[1].split(" ")[0] for line in lines] == [repr(value) for value in values]
+
+
 def test_events_sharing_a_series_and_a_time_get_distinct_times():
     events = parse_items([{"uid": "u1", "event": "click", "n": i, "time": T0} for i in range(3)]
                          + [{"uid": "u2", "event": "click", "time": T0}])
