@@ -4,10 +4,10 @@ A request is acknowledged once its events are committed to the log (the SQLite e
 :class:`~statskit.sinks.sqlite.SQLiteSink`). Sinks that write somewhere else (InfluxDB, stdout,
 a third party's) do not get the events from the request: a :class:`Relay` reads the log after
 the sink's cursor, hands the events to the sink, and moves the cursor once the sink says they
-are stored (the cursor's commit runs on the relay's reader thread while the next batch is
-sent). So a crash, a restart or an outage of the sink loses nothing acknowledged: the relay
-starts again from the cursor. Delivery is at least once: what was sent but not yet
-confirmed when a process died is sent again (InfluxDB stores a re-sent point once, since it has
+are stored (the cursor's commit runs on a thread of its own while the next batch is sent). So
+a crash, a restart or an outage of the sink loses nothing acknowledged: the relay starts again
+from the cursor. Delivery is at least once: what was sent but not yet confirmed when a process
+died is sent again (InfluxDB stores a re-sent point once, since it has
 the same series and time; a stdout line may repeat, with its ``event_id``).
 
 One process of a host runs each relay (an exclusive ``flock`` beside the database); when it
