@@ -187,19 +187,21 @@ class Relay:
     def _wait_for_batch(self) -> None:
         """Wait until the next batch is worth sending: a full one is in the log, or the log has
         stopped growing (a burst is over: its end is not held back), or ``interval`` has passed.
-        The log is looked at every ``QUIET_POLL`` seconds (two small queries)."""
+        The log's end is looked at every ``QUIET_POLL`` seconds (one query on its primary key)."""
         deadline = time.monotonic() + self.interval
-        newest = -1
+        cursor = newest = -1
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or self._wake.wait(min(QUIET_POLL, left)):
                 self._wake.clear()
                 return
             try:
+                if cursor < 0:
+                    cursor = self._cursor()  # only this process moves it meanwhile
                 last, newest = newest, self.log.last_seq()
-                waiting = newest - self._cursor()
             except Exception:  # the log failed: _deliver_once says why, after the interval
                 continue
+            waiting = newest - cursor
             if waiting >= self.batch or (waiting > 0 and newest == last):
                 return
 
