@@ -59,11 +59,13 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import orjson
+
 from ..events import Event, id_time
 from ..worker import BatchWorker, RetryableError
 from .influxdb_http import Rejected, V1Writer, V2Writer
 from .influxql import InfluxQLReader
-from .lineprotocol import to_line, to_lines
+from .lineprotocol import stored_line, to_line, to_lines
 
 __all__ = ["InfluxDBSink", "Rejected", "V1Writer", "V2Writer"]
 
@@ -151,6 +153,12 @@ class InfluxDBSink:
         """Lines for ``events`` as stored: their times are already distinct per series
         (``Pipeline.ingest``), so a batch sent again writes the same points."""
         return [to_line(e) for e in events]
+
+    def prepare_stored(self, rows: Sequence[Tuple[int, int, str]]) -> List[str]:
+        """The same lines as :meth:`prepare`, from the log's rows as stored (``(seq, time_ns,
+        JSON)``): a row decoded into a dict is formatted at once, with no Event in between."""
+        loads = orjson.loads
+        return [stored_line(loads(data), time_ns) for _, time_ns, data in rows]
 
     def send(self, batch: List[str]) -> None:
         """Write ``batch`` now (RetryableError while InfluxDB is down: the relay retries)."""

@@ -74,7 +74,21 @@ def field_value(value: Any) -> Optional[str]:
 
 
 _series_cache: Dict[tuple, str] = {}
+_stored_series_cache: Dict[tuple, str] = {}
 MAX_SERIES_CACHE = 50_000
+
+
+def _series_text(measurement: str, tags: Dict[str, Any]) -> str:
+    """Measurement and tags (sorted, empty values skipped), escaped."""
+    return escape_measurement(measurement) + "".join(
+        [f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v and k])
+
+
+def _remember(cache: Dict[tuple, str], key: tuple, text: str) -> str:
+    if len(cache) >= MAX_SERIES_CACHE:
+        cache.clear()
+    cache[key] = text
+    return text
 
 
 def series_key(event: Event) -> str:
@@ -85,51 +99,101 @@ def series_key(event: Event) -> str:
     cache_key = (event.measurement, *event.tags.items())
     key = _series_cache.get(cache_key)
     if key is None:
-        tags = "".join([f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(event.tags.items()) if v and k])
-        key = escape_measurement(event.measurement) + tags
-        if len(_series_cache) >= MAX_SERIES_CACHE:
-            _series_cache.clear()
-        _series_cache[cache_key] = key
+        key = _remember(_series_cache, cache_key, _series_text(event.measurement, event.tags))
     return key
 
 
-def field_set(event: Event, extra_fields: Optional[Dict[str, Any]] = None) -> str:
-    """The event's fields plus ``event_id`` (a string field, never a tag: ids are unbounded and
-    every tag value makes a series), sorted by key like influxdb-client's ``Point``."""
-    fields = event.fields
-    if extra_fields or "event_id" in fields:
-        fields = {**fields, **(extra_fields or {})}
-        fields.pop("event_id", None)  # the event's own id wins
-    event_id = event.id
-    id_text = 'event_id="' + (event_id.translate(_STRING) if ('"' in event_id or "\\" in event_id) else event_id) + '"'
+# A field layout: the fields of one set of keys plus ``event_id``, in line order (sorted by key
+# like influxdb-client's ``Point``; event_id, a string field and never a tag since ids are
+# unbounded, takes its place among them), each with its escaped ``key=``. ``None`` stands for
+# the event's id. Events of one kind share their keys, so sorting and escaping happen once.
+Layout = Tuple[Tuple[Optional[str], str], ...]
+_layouts: Dict[Tuple[str, ...], Layout] = {}
+_stored_layouts: Dict[Tuple[str, ...], Layout] = {}
+MAX_LAYOUTS = 10_000
+# What Event.to_dict() puts beside an event's fields (see stored_line).
+STORED_KEYS = frozenset({"event_id", "time", "measurement", "uid", "event", "tags"})
+
+
+def _layout(cache: Dict[Tuple[str, ...], Layout], keys: Tuple[str, ...], skip: frozenset) -> Layout:
+    layout = cache.get(keys)
+    if layout is None:
+        names = sorted({key for key in keys if key not in skip} | {"event_id"})  # a field "event_id": the id wins
+        layout = tuple((None if key == "event_id" else key, escape_key(key) + "=") for key in names)
+        if len(cache) >= MAX_LAYOUTS:
+            cache.clear()
+        cache[keys] = layout
+    return layout
+
+
+# The last float formatted: the server's ``now`` field (the receive time) is the same float for
+# most events of a request, and repr() of a 17-digit float was a third of a line's cost.
+_last_float: Tuple[float, str] = (math.nan, "")
+
+
+def _fields_text(fields: Dict[str, Any], layout: Layout, event_id: str) -> str:
+    global _last_float
     parts = []
-    for key in sorted(fields):
-        if id_text and key > "event_id":  # event_id takes its place in the sorted order
-            parts.append(id_text)
-            id_text = ""
+    for key, prefix in layout:
         # field_value() inlined for the JSON types: this loop is most of the sink's cost per event.
-        value: Any = fields[key]  # dispatched on its exact type (mypy does not narrow through ``kind``)
+        value: Any = event_id if key is None else fields[key]  # dispatched on its exact type
         kind = type(value)
         if kind is str:
             text: Optional[str] = '"' + (value.translate(_STRING) if ('"' in value or "\\" in value) else value) + '"'
         elif kind is int:
             text = f"{value}i"
         elif kind is float:
-            text = repr(value) if math.isfinite(value) else None
+            last = _last_float
+            if value == last[0] and value:  # not 0.0: -0.0 equals it and reads "-0.0"
+                text = last[1]
+            else:
+                text = repr(value) if math.isfinite(value) else None
+                if text is not None:
+                    _last_float = (value, text)
         elif kind is bool:
             text = "true" if value else "false"
         else:
             text = field_value(value)
         if text is not None:
-            parts.append(escape_key(key) + "=" + text)
-    if id_text:
-        parts.append(id_text)
+            parts.append(prefix + text)
     return ",".join(parts)
+
+
+def field_set(event: Event, extra_fields: Optional[Dict[str, Any]] = None) -> str:
+    """The event's fields plus ``event_id`` (a string field, never a tag: ids are unbounded and
+    every tag value makes a series), sorted by key like influxdb-client's ``Point``."""
+    fields = event.fields
+    if extra_fields:
+        fields = {**fields, **extra_fields}
+    return _fields_text(fields, _layout(_layouts, tuple(fields), frozenset()), event.id)
 
 
 def to_line(event: Event, extra_fields: Optional[Dict[str, Any]] = None) -> str:
     """One point: series key, field set, time in nanoseconds."""
     return f"{series_key(event)} {field_set(event, extra_fields)} {event.time_ns}"
+
+
+def stored_line(data: Dict[str, Any], time_ns: int) -> str:
+    """``to_line(Event.from_dict(data, time_ns))`` without the Event: the line of an event as
+    the durable log stores it (``Event.to_dict()``, decoded), for the relay, which would
+    otherwise build an Event per row only to format it."""
+    measurement = data["measurement"]
+    if "fields" in data and "uid" not in data:  # a point: {event_id, time, measurement, tags, fields}
+        fields, tags = data["fields"], data.get("tags") or {}
+        cache_key: tuple = (measurement, *tags.items())
+        series = _series_cache.get(cache_key)
+        if series is None:
+            series = _remember(_series_cache, cache_key, _series_text(measurement, tags))
+        layout = _layout(_layouts, tuple(fields), frozenset())
+    else:  # an event: {event_id, time, measurement, uid, event[, tags], its fields...}
+        fields, extra = data, data.get("tags")
+        cache_key = (measurement, data["uid"], data["event"], *(extra.items() if extra else ()))
+        series = _stored_series_cache.get(cache_key)
+        if series is None:
+            tags = {**(extra or {}), "uid": data["uid"], "event": data["event"]}
+            series = _remember(_stored_series_cache, cache_key, _series_text(measurement, tags))
+        layout = _layout(_stored_layouts, tuple(data), STORED_KEYS)
+    return f"{series} {_fields_text(fields, layout, data['event_id'])} {time_ns}"
 
 
 def to_lines(events: Sequence[Event]) -> List[str]:

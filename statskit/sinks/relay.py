@@ -4,9 +4,10 @@ A request is acknowledged once its events are committed to the log (the SQLite e
 :class:`~statskit.sinks.sqlite.SQLiteSink`). Sinks that write somewhere else (InfluxDB, stdout,
 a third party's) do not get the events from the request: a :class:`Relay` reads the log after
 the sink's cursor, hands the events to the sink, and moves the cursor once the sink says they
-are stored. So a crash, a restart or an outage of the sink loses nothing acknowledged: the
-relay starts again from the cursor. Delivery is at least once: what was sent but not yet
-confirmed when a process died is sent again (InfluxDB stores a re-sent point once, since it has
+are stored (the cursor's commit runs on a thread of its own while the next batch is sent). So
+a crash, a restart or an outage of the sink loses nothing acknowledged: the relay starts again
+from the cursor. Delivery is at least once: what was sent but not yet confirmed when a process
+died is sent again (InfluxDB stores a re-sent point once, since it has
 the same series and time; a stdout line may repeat, with its ``event_id``).
 
 One process of a host runs each relay (an exclusive ``flock`` beside the database); when it
@@ -38,7 +39,7 @@ import random
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -51,6 +52,7 @@ log = logging.getLogger("statskit.sinks.relay")
 
 LOCK_RETRY = 1.0  # seconds between two tries to become the process that runs a relay
 MAX_BACKOFF = 30.0
+QUIET_POLL = 0.05  # seconds between two looks at the log while a relay waits for a batch to fill
 MAX_RETRY_AFTER = 600.0
 
 
@@ -62,7 +64,10 @@ class Follower(Protocol):
     batch is sent again later (it may remove from the list what it did store first). Any other
     exception gives the batch up (counted as ``rejected``).
 
-    Optional: ``send_at(batch, seq)`` stores the batch and the cursor together (exactly once);
+    Optional: ``prepare_stored(rows)`` takes the log's rows as stored instead of Events
+    (``(seq, time_ns, JSON text)``: ``SQLiteSink.read_stored_after``), for a sink that formats
+    them more cheaply than it could decode them (InfluxDB's lines);
+    ``send_at(batch, seq)`` stores the batch and the cursor together (exactly once);
     ``follows_log = False`` has the pipeline give it events in the request instead;
     ``needs_log = False`` makes no outbox for it alone; ``scraped = True`` has a scrape of
     ``/metrics`` let its relay catch up first (it stores what /metrics shows)."""
@@ -101,9 +106,15 @@ class Relay:
         self._mutex = threading.Lock()  # one delivery at a time: the thread's, or drain()'s
         self._failing = False
         self._log_failure = RateLimit(10.0)
+        self._log_cursor_failure = RateLimit(10.0)
         self._ahead: Optional[Tuple[int, "Future[Any]"]] = None  # (after, the batch after it)
-        self._reader: Optional[ThreadPoolExecutor] = None
-        self._reader_pid = 0
+        # Two helper threads, each with its own SQLite connection for the relay's life in this
+        # process: one reads and prepares the next batch, one commits the cursor (in outbox mode
+        # also trimming the log), both while a batch is sent.
+        self._threads: Dict[str, Tuple[int, ThreadPoolExecutor]] = {}
+        # What this process's sends have confirmed (pid, seq): the cursor in the log follows it.
+        self._confirmed = (0, 0)
+        self._storing = 0  # the pid whose cursor thread has a commit of it to do
         log.follow(self.name)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -126,9 +137,11 @@ class Relay:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         drained = self.drain(left) if self.lock.held() else True
-        if self._reader is not None and self._reader_pid == os.getpid():
-            self._reader.shutdown(wait=False)
-            self._reader = None
+        self._store_cursor()  # what was confirmed, even when the drain ran out of time
+        for pid, executor in self._threads.values():
+            if pid == os.getpid():
+                executor.shutdown(wait=False)
+        self._threads.clear()
         if self._own_lock:
             self.lock.release()
         return drained
@@ -151,7 +164,8 @@ class Relay:
                 self._mutex.release()
             if moved is None:
                 return False  # failing, and out of time
-            if moved < self.batch and self.log.cursor(self.name) >= self.log.last_seq():
+            if moved < self.batch and self._cursor() >= self.log.last_seq():
+                self._store_cursor()
                 return True
 
     # -- the thread ------------------------------------------------------------------------
@@ -168,14 +182,33 @@ class Relay:
                 log.exception("relay to %s: reading the event log failed", self.name)
                 moved = 0
             if moved is None or moved < self.batch:
-                self._wake.wait(self.interval)
+                self._wait_for_batch()
+
+    def _wait_for_batch(self) -> None:
+        """Wait until the next batch is worth sending: a full one is in the log, or the log has
+        stopped growing (a burst is over: its end is not held back), or ``interval`` has passed.
+        The log's end is looked at every ``QUIET_POLL`` seconds (one query on its primary key)."""
+        deadline = time.monotonic() + self.interval
+        cursor = newest = -1
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.wait(min(QUIET_POLL, left)):
                 self._wake.clear()
+                return
+            try:
+                if cursor < 0:
+                    cursor = self._cursor()  # only this process moves it meanwhile
+                last, newest = newest, self.log.last_seq()
+            except Exception:  # the log failed: _deliver_once says why, after the interval
+                continue
+            waiting = newest - cursor
+            if waiting >= self.batch or (waiting > 0 and newest == last):
+                return
 
     def _deliver_once(self, give_up_at: Optional[float]) -> Optional[int]:
         """Send one batch after the cursor and move the cursor. How many events it moved past,
         or None when the sink kept failing until ``give_up_at`` (or the relay is stopping)."""
-        name = self.name
-        cursor = self.log.cursor(name)
+        cursor = self._cursor()
         own = getattr(self.sink, "position", None)
         if own is not None:  # the sink keeps its cursor with its data: it knows best what it has
             cursor = max(cursor, own() or 0)
@@ -188,31 +221,75 @@ class Relay:
             self._ahead = self._read_ahead(upto)
         if not self._send(batch, count, upto, give_up_at):
             return None
-        self.log.set_cursor(name, upto)
+        self._confirm(upto)
         return count
+
+    # -- the cursor ------------------------------------------------------------------------
+
+    def _cursor(self) -> int:
+        """Where the next batch starts: the log's cursor, or what this process's sends have
+        confirmed since (its commit may still be on the way)."""
+        pid, confirmed = self._confirmed
+        cursor = self.log.cursor(self.name)
+        return max(cursor, confirmed) if pid == os.getpid() else cursor
+
+    def _confirm(self, upto: int) -> None:
+        """The sink has every event up to ``upto``: move the cursor there, on the cursor thread
+        (a write transaction, in outbox mode one that trims the log, while the next batch is
+        already being sent). Confirmations that come while one commit waits share it."""
+        self._confirmed = (os.getpid(), upto)
+        if self._storing == os.getpid():
+            return
+        self._storing = os.getpid()
+        if self._submit("cursor", self._store_cursor) is None:  # shut down (interpreter exit): store it here
+            self._store_cursor()
+
+    def _store_cursor(self) -> None:
+        """Commit the confirmed position (never back; a failure is retried by the next one)."""
+        self._storing = 0  # before reading the position: a confirmation from now on submits again
+        pid, confirmed = self._confirmed
+        if pid != os.getpid() or confirmed <= 0:
+            return
+        try:
+            self.log.set_cursor(self.name, confirmed)
+        except Exception as exc:  # the log cannot write now (locked, disk full): the next one tries again
+            if self._log_cursor_failure.allow("cursor"):
+                log.error("relay to %s: storing the cursor failed (%s: %s); the events after the stored one are "
+                          "sent again if this process stops before it works (%d more failures not logged)",
+                          self.name, exc.__class__.__name__, exc, self._log_cursor_failure.suppressed("cursor"))
 
     def _prepared(self, after: int) -> Optional[Tuple[int, int, List[Any]]]:
         """The next batch after ``after``: (its last number, how many events, the sink's form)."""
+        prepare_stored = getattr(self.sink, "prepare_stored", None)
+        if prepare_stored is not None and hasattr(self.log, "read_stored_after"):
+            stored = self.log.read_stored_after(after, self.batch)
+            return (stored[-1][0], len(stored), prepare_stored(stored)) if stored else None
         rows = self.log.read_after(after, self.batch)
         if not rows:
             return None
         return rows[-1][0], len(rows), self.sink.prepare([event for _, event in rows])
 
-    def _read_ahead(self, after: int) -> Optional[Tuple[int, "Future[Any]"]]:
-        """Read and prepare the batch after ``after`` on this relay's one reader thread (one
-        thread, so one SQLite connection, for the relay's life in this process)."""
-        if self._reader is None or self._reader_pid != os.getpid():
-            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"statskit-relay-{self.name}-ahead")
-            self._reader_pid = os.getpid()
+    def _submit(self, kind: str, call: Callable[..., Any], *args: Any) -> "Optional[Future[Any]]":
+        """Run ``call`` on this relay's ``kind`` thread in this process; None once shut down."""
+        pid, executor = self._threads.get(kind, (0, None))
+        if executor is None or pid != os.getpid():
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"statskit-relay-{self.name}-{kind}")
+            self._threads[kind] = (os.getpid(), executor)
         try:
-            return after, self._reader.submit(self._prepared, after)
-        except RuntimeError:  # shut down (interpreter exit): read it when it is needed
+            return executor.submit(call, *args)
+        except RuntimeError:  # shut down (interpreter exit)
             return None
+
+    def _read_ahead(self, after: int) -> Optional[Tuple[int, "Future[Any]"]]:
+        """Read and prepare the batch after ``after`` on the reader thread (read it when it is
+        needed if that thread is gone)."""
+        future = self._submit("ahead", self._prepared, after)
+        return None if future is None else (after, future)
 
     def _ready(self, cursor: int) -> Optional[Tuple[int, int, List[Any]]]:
         """The batch after ``cursor``: the one read ahead when it starts there, else read now."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and self._reader_pid == os.getpid():
+        if ahead is not None and self._threads.get("ahead", (0,))[0] == os.getpid():
             after, future = ahead
             try:
                 result = future.result()
@@ -278,7 +355,7 @@ class Relay:
 
     def backlog(self) -> int:
         """Events in the log this sink has not confirmed (a gauge in /metrics)."""
-        return max(0, self.log.last_seq() - self.log.cursor(self.name))
+        return max(0, self.log.last_seq() - self._cursor())
 
 
 class BacklogMetrics:

@@ -15,10 +15,14 @@ already stored, so a client that retries with its own ids stores once.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
+import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -27,7 +31,7 @@ from ..events import Event
 from ..logs import RateLimit
 from ..state import store_for
 from ..state.sqlite import SQLiteDB, database_path
-from ..state.sqlite_writer import group_commit
+from ..state.sqlite_writer import commit_lock_path, group_commit
 
 log = logging.getLogger("statskit.sinks.sqlite")
 # Receive times follow the clock 1 ns apart while it repeats itself or steps back a little;
@@ -136,6 +140,7 @@ class SQLiteSink:
         self.followers: List[str] = []  # names of the sinks fed from this log (their cursors bound trimming)
         self._recent: Dict[int, Event] = {}  # seq -> decoded event, shared by the relays (read_after)
         self.group = group_commit(db, self._insert, ack=ack, wait=commit_wait)
+        self._lock_fds = threading.local()  # this thread's descriptor of the commit lock (see _queued)
 
     @classmethod
     def from_settings(cls, settings: Any, state: Any) -> "SQLiteSink":
@@ -197,10 +202,32 @@ class SQLiteSink:
 
     def set_cursor(self, name: str, seq: int) -> None:
         """``name`` has stored every event up to ``seq``; in outbox mode, trim what all have."""
-        with self.db.transaction() as conn:
+        with self._queued() as conn:
             advance_cursor(conn, name, seq)
             if self.outbox:
                 self._delete(conn, "seq <= ?", seq)
+
+    @contextmanager
+    def _queued(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that first queues on the file lock the group commits' leaders
+        take in every process (:class:`~statskit.state.sqlite_writer.CommitBeforeReturn`). The
+        cursor's commit (in outbox mode deleting a batch of rows, tens of ms under load) and the
+        leaders then wake each other at once, instead of retrying in SQLite's busy handler, whose
+        sleeps grow to 25-100 ms. One descriptor per thread: flock excludes open descriptions,
+        not threads."""
+        path = commit_lock_path(self.db)
+        fd = getattr(self._lock_fds, "fd", -1)
+        if path is not None and (fd < 0 or self._lock_fds.pid != os.getpid()):
+            fd = self._lock_fds.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fds.pid = os.getpid()
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released at once if this process dies
+        try:
+            with self.db.transaction() as conn:
+                yield conn
+        finally:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def last_seq(self) -> int:
         return int(self.db.connection().execute(f"SELECT coalesce(max(seq), 0) FROM {self.table}").fetchone()[0])
@@ -211,8 +238,7 @@ class SQLiteSink:
         The sinks fed from the log read the same rows at about the same time (stdout, the
         Prometheus counts, InfluxDB), and decoding a row costs more than reading it: the last
         ``RECENT`` decoded events are shared (a row never changes, and no sink changes an event)."""
-        rows = self.db.connection().execute(f"SELECT seq, time_ns, data FROM {self.table} WHERE seq > ? ORDER BY seq LIMIT ?",
-                                            (seq, limit)).fetchall()
+        rows = self.read_stored_after(seq, limit)
         out = []
         recent = self._recent
         for seq_, time_ns, data in rows:
@@ -226,6 +252,12 @@ class SQLiteSink:
             newest = rows[-1][0]
             self._recent = {k: v for k, v in list(recent.items()) if k > newest - RECENT // 2}
         return out
+
+    def read_stored_after(self, seq: int, limit: int) -> List[Tuple[int, int, str]]:
+        """Up to ``limit`` rows after ``seq`` as stored: ``(seq, time_ns, Event.to_json())``, for
+        a sink that formats them without decoding them into Events (the InfluxDB lines)."""
+        return self.db.connection().execute(f"SELECT seq, time_ns, data FROM {self.table} WHERE seq > ? ORDER BY seq LIMIT ?",
+                                            (seq, limit)).fetchall()
 
     def count_between(self, after: int, upto: int) -> int:
         return int(self.db.connection().execute(f"SELECT count(*) FROM {self.table} WHERE seq > ? AND seq <= ?",

@@ -36,6 +36,11 @@ class _Group:
         self.error: Optional[BaseException] = None
 
 
+def commit_lock_path(db: Any) -> Optional[str]:
+    """The file that writers of ``db`` in every process queue on before ``BEGIN IMMEDIATE``."""
+    return f"{db.path}.commit-lock" if getattr(db, "path", None) else None
+
+
 class CommitBeforeReturn(Generic[Row]):
     """Group commit for a durable acknowledgement: :meth:`commit` returns only once the
     transaction holding its rows is committed, and raises (for every caller in the group) when
@@ -71,7 +76,7 @@ class CommitBeforeReturn(Generic[Row]):
         self._crowded = False  # the last group had more than one caller: waiting pays
         self.groups = 0  # transactions committed (or tried), for benchmarks and tests
         self.rows = 0
-        self._lock_path = f"{db.path}.commit-lock" if getattr(db, "path", None) else None
+        self._lock_path = commit_lock_path(db)
         self._lock_fd = -1
         self._lock_pid = 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 
+import orjson
 import pytest
 from falcon import testing
 from influxdb_client import Point
@@ -15,7 +16,7 @@ from influxdb_client import Point
 from statskit.config import load_settings
 from statskit.events import Event, parse_items
 from statskit.sinks.influxdb import InfluxDBSink, V1Writer, V2Writer
-from statskit.sinks.lineprotocol import field_value, to_line, to_lines
+from statskit.sinks.lineprotocol import field_value, stored_line, to_line, to_lines
 from statskit.state import sum_by
 from statskit.state.memory import MemoryState
 from statskit.tokens import TokenSigner
@@ -60,6 +61,18 @@ def test_line_protocol_escapes_like_influxdb_client(measurement, tags, fields):
     assert ours == point.to_line_protocol()
 
 
+@pytest.mark.parametrize("measurement,tags,fields", TRICKY)
+def test_the_line_from_a_stored_row_is_the_line_of_the_event(measurement, tags, fields):
+    """The relay formats the log's rows without decoding them into Events: the same line."""
+    point = Event("e1", T0 * 10**9 + 7, measurement, tags, fields)
+    event = Event("e2", T0 * 10**9 + 8, "analytics", {**tags, "uid": "u 1", "event": "sign,up"}, fields,
+                  uid="u 1", event="sign,up")
+    for original in (point, event):
+        stored = orjson.loads(original.to_json())
+        assert stored_line(stored, original.time_ns) == to_line(Event.from_dict(stored, original.time_ns))
+    assert stored_line(orjson.loads(point.to_json()), point.time_ns) == to_line(point)
+
+
 def test_values_influxdb_cannot_store_are_left_out():
     assert field_value(None) is None and field_value(math.nan) is None and field_value(math.inf) is None
     fields = {"a_gone": None, "nan": math.nan, "kept": 1, "z": "last"}
@@ -69,6 +82,12 @@ def test_values_influxdb_cannot_store_are_left_out():
     for key, value in {**fields, "event_id": "e1"}.items():
         point.field(key, value)
     assert line == point.to_line_protocol()
+
+
+def test_each_float_keeps_its_own_text_when_the_last_one_is_remembered():
+    values = [1796296606.5874798, 1796296606.5874798, 0.0, -0.0, -0.0, 0.0, 1e20, 1.0, 1.0]
+    lines = [to_line(Event("e1", 1, "m", {}, {"f": value})) for value in values]
+    assert [line.split("f=")[1].split(" ")[0] for line in lines] == [repr(value) for value in values]
 
 
 def test_events_sharing_a_series_and_a_time_get_distinct_times():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from typing import Any, List
 
 import pytest
@@ -19,6 +20,8 @@ from statskit.sinks.stdout import StdoutSink
 from statskit.state.memory import MemoryState
 from statskit.state.sqlite import SQLiteDB
 from support import make_settings
+
+T0_NS = 1_795_341_600 * 10**9
 
 
 class Collecting:
@@ -76,6 +79,10 @@ def test_after_a_restart_a_follower_resumes_from_its_confirmed_cursor(tmp_path):
     ids = _post(log, 30)
     relay.lock.take()
     relay._deliver_once(give_up_at=None)  # one batch confirmed, then the process "dies"
+    confirmed = log.read_stored_after(0, 10)[-1][0]
+    deadline = time.monotonic() + 10
+    while log.cursor("collect") < confirmed and time.monotonic() < deadline:
+        time.sleep(0.01)  # the cursor's commit runs on the relay's cursor thread, right after the send
     relay.lock.release()
     assert first.got == ids[:10]
     again = Collecting()  # a new process: same log file, same sink name
@@ -205,6 +212,29 @@ def test_influxdb_fed_from_the_log_stores_each_event_once_even_when_a_batch_is_s
     assert relay.drain(20) is True  # the same 50 points again
     points = influxdb1.points("relay", "analytics")
     assert len(points) == 50 and sorted(p["n"] for p in points) == list(range(50))
+    sink.close(1)
+
+
+def test_influxdb_fed_from_the_log_reads_tricky_names_and_values_back_as_sent(influxdb1, tmp_path):
+    """The relay formats the log's stored rows itself (no Event in between): escaping, types,
+    extra tags and points come out as the events went in."""
+    log, state = _log(tmp_path, outbox=True), MemoryState()
+    sink = InfluxDBSink(V1Writer(influxdb1.url, "tricky"), state, flush_interval=0.05)
+    relay = Relay(sink, log, state)
+    tags = {"host name": "a,b=c d", "quote": 'say "hi"', "slash": "a\\b", "bs_comma": "a\\,b"}
+    fields = {"say": 'he said "hi" \\o/', "multi": "l1\nl2", "lone": "\\", "n": 3, "f": 2.0, "ok": False}
+    event = Event("e1", T0_NS, "page views,x=1", {**tags, "uid": "u 1", "event": "sign,up"}, fields,
+                  uid="u 1", event="sign,up")
+    point = Event("e2", T0_NS + 1, "cpu load", {"host": "a b"}, {"load": 0.25, "n": 2})
+    log.emit([event, point])
+    assert relay.drain(20) is True
+    [row] = influxdb1.points("tricky", "page views,x=1")
+    assert {k: row[k] for k in tags} == tags and {k: row[k] for k in fields} == fields
+    assert (row["uid"], row["event"], row["event_id"], row["time"]) == ("u 1", "sign,up", "e1", T0_NS)
+    types = influxdb1.query('SHOW FIELD KEYS FROM "page views,x=1"', db="tricky")["results"][0]["series"][0]["values"]
+    assert {k: t for k, t in types if k in ("f", "n", "ok")} == {"f": "float", "n": "integer", "ok": "boolean"}
+    [cpu] = influxdb1.points("tricky", "cpu load")
+    assert (cpu["host"], cpu["load"], cpu["n"], cpu["event_id"], cpu["time"]) == ("a b", 0.25, 2, "e2", T0_NS + 1)
     sink.close(1)
 
 
