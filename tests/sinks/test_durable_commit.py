@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 from falcon import testing
@@ -22,7 +23,11 @@ def test_concurrent_callers_share_transactions_and_each_returns_after_its_rows_a
     path = str(tmp_path / "g.db")
     db = SQLiteDB(path)
     db.ensure_schema("CREATE TABLE IF NOT EXISTS t (x INTEGER PRIMARY KEY)")
-    group = CommitBeforeReturn(db, lambda conn, rows: conn.executemany("INSERT INTO t VALUES (?)", rows), wait=0.002)
+    def write(conn, rows):
+        conn.executemany("INSERT INTO t VALUES (?)", rows)
+        time.sleep(0.005)  # a slow disk: callers that come meanwhile must share the next commit
+
+    group = CommitBeforeReturn(db, write, wait=0.002)
     missing = []
 
     def caller(base: int) -> None:
