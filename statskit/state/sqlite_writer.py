@@ -23,6 +23,16 @@ from ..worker import BatchWorker
 
 
 Row = TypeVar("Row")
+_pid = os.getpid()  # this process's (set again in a forked child): os.getpid() is a system call
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Group:
@@ -87,9 +97,9 @@ class CommitBeforeReturn(Generic[Row]):
         """This process's descriptor of the lock file (reopened after a fork), or -1."""
         if self._lock_path is None:
             return -1
-        if self._lock_pid != os.getpid():
+        if self._lock_pid != _pid:
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._lock_pid = os.getpid()
+            self._lock_pid = _pid
         return self._lock_fd
 
     def commit(self, rows: Sequence[Row]) -> None:
