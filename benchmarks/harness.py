@@ -199,5 +199,13 @@ def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, conne
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv[1:]
-    run(SCENARIOS, duration=2.0 if quick else 4.0, rounds=1 if quick else 3)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="bare Falcon vs statskit under the same wrk load")
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s per scenario")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3, --quick 1)")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="only the scenarios whose name contains TEXT (repeatable)")
+    args = parser.parse_args()
+    chosen = [s for s in SCENARIOS if not args.only or any(text in s.name for text in args.only)]
+    run(chosen, duration=2.0 if args.quick else 4.0, rounds=args.rounds or (1 if args.quick else 3))

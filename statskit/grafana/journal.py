@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import RetryableError
 from ..hostlock import HostLock
@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS grafana_journal (
 
 Item = Tuple[Any, float]  # (decoded payload, received)
 ADOPT_EVERY = 5.0  # seconds between two looks for rows of processes that died
+MAX_DECODED = 10_000  # payloads kept decoded for the thread that applies them (beyond: decoded again)
+_MISSING = object()
 
 
 class PayloadJournal:
@@ -73,6 +75,9 @@ class PayloadJournal:
         self._thread: Optional[threading.Thread] = None
         self._thread_lock = threading.Lock()
         self._failures = RateLimit(10.0)
+        # The payloads append's callers decoded already, by row (received, body): applying them
+        # does not decode them again. Rows of other processes (adopted) are decoded.
+        self._decoded: Dict[Tuple[float, bytes], Any] = {}
 
     def _lock_path(self, owner: str) -> str:
         return f"{self.db.path}.journal-{owner}.lock"
@@ -80,12 +85,22 @@ class PayloadJournal:
     def _insert(self, conn: sqlite3.Connection, rows: List[Tuple[str, float, bytes]]) -> None:
         conn.executemany("INSERT INTO grafana_journal (owner, received, body) VALUES (?, ?, ?)", rows)
 
-    def append(self, body: bytes, received: float) -> None:
-        """Return once the payload is committed (raises when it cannot be: nothing stored)."""
+    def append(self, body: bytes, received: float, decoded: Any = _MISSING) -> None:
+        """Return once the payload is committed (raises when it cannot be: nothing stored).
+
+        ``decoded``: ``decode(body)``, when the caller has it (kept for the thread that applies
+        the row). The thread is not woken: it applies what arrived every ``interval`` seconds
+        (waking it costs more than a request here, and each wake applied a payload or two)."""
         if self._thread is None:
             self.start()
-        self.group.commit([(self.owner, received, body)])
-        self._wake.set()
+        key = (received, body)
+        if decoded is not _MISSING and len(self._decoded) < MAX_DECODED:
+            self._decoded[key] = decoded  # before the commit: the thread may apply the row at once
+        try:
+            self.group.commit([(self.owner, received, body)])
+        except BaseException:
+            self._decoded.pop(key, None)
+            raise
 
     def start(self) -> None:
         with self._thread_lock:
@@ -153,7 +168,12 @@ class PayloadJournal:
             (self.owner, self.batch)).fetchall()
         if not rows:
             return 0
-        self.apply([(self.decode(body), received) for _, received, body in rows])
+        take = self._decoded.pop
+        items = []
+        for _, received, body in rows:
+            payload = take((received, body), _MISSING)
+            items.append((self.decode(body) if payload is _MISSING else payload, received))
+        self.apply(items)
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM grafana_journal WHERE owner = ? AND seq <= ?", (self.owner, rows[-1][0]))
         return len(rows)

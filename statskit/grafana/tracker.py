@@ -138,7 +138,7 @@ class SessionTracker:
         """Journal a payload (``body``, as posted) and return once that is committed; without a
         journal or a body, queue it for the background thread (a full queue applies it here)."""
         if self.journal is not None and body is not None:
-            self.journal.append(body, _time.time() if now is None else now)
+            self.journal.append(body, _time.time() if now is None else now, payload)
             return
         item = (payload, _time.time() if now is None else now)
         worker = self._worker

@@ -23,17 +23,27 @@ from ..worker import BatchWorker
 
 
 Row = TypeVar("Row")
+_pid = os.getpid()  # this process's (set again in a forked child): os.getpid() is a system call
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Group:
-    __slots__ = ("rows", "members", "closed", "done", "error")
+    __slots__ = ("rows", "members", "done", "error", "cond")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: "threading.RLock") -> None:
         self.rows: list = []
         self.members = 0
-        self.closed = False
         self.done = False
         self.error: Optional[BaseException] = None
+        self.cond = threading.Condition(lock)  # its members wait here: the commit wakes them, no one else
 
 
 def commit_lock_path(db: Any) -> Optional[str]:
@@ -46,13 +56,18 @@ class CommitBeforeReturn(Generic[Row]):
     transaction holding its rows is committed, and raises (for every caller in the group) when
     that transaction fails, so nothing is acknowledged that is not stored.
 
-    The threads of one process share transactions: the first caller of a group leads. It waits
-    for the commit before its own (one writer at a time anyway), then, only when the previous
-    group had company (a lone client pays no wait), up to ``wait`` seconds or ``max_rows`` rows
-    for more callers; then it commits the whole group and wakes its members. Leaders of
-    different processes queue on a file lock beside the database (``<db>.commit-lock``) before
-    ``BEGIN IMMEDIATE``: the next one is woken the moment the lock is free, where SQLite's busy
-    handler sleeps 1, 2, 5, 10... ms between tries (measured: a p99 of 110 ms at 16 connections).
+    The threads of one process share transactions: the first caller of a group leads and
+    commits it itself (no writer thread to wake). It waits for the commit before its own (one
+    writer at a time anyway), while later callers join its group; then, when the group has
+    fewer members than the previous one had, up to ``wait`` seconds (or ``max_rows`` rows) for
+    that many: a member that completes the count wakes it at once. So a lone client pays no
+    wait, and clients that all wait in the group already (a closed loop: the usual load) pay
+    none either; the wait only runs out when callers went away, and the next group expects
+    fewer. The commit wakes its group's members only (each group has its condition), and the
+    next leader. Leaders of different processes queue on a file lock beside the database
+    (``<db>.commit-lock``) before ``BEGIN IMMEDIATE``: the next one is woken the moment the lock
+    is free, where SQLite's busy handler sleeps 1, 2, 5, 10... ms between tries (measured: a
+    p99 of 110 ms at 16 connections).
 
         >>> import tempfile, os
         >>> from statskit.state.sqlite import SQLiteDB
@@ -70,10 +85,13 @@ class CommitBeforeReturn(Generic[Row]):
         self.write = write
         self.wait = wait
         self.max_rows = max_rows
-        self._cond = threading.Condition()
-        self._open: Optional[_Group] = None
+        self._lock = threading.RLock()
+        self._turn = threading.Condition(self._lock)  # the next leader waits here for the commit before its own
+        self._company = threading.Condition(self._lock)  # a leader waits here for its group to fill
+        self._open: Optional[_Group] = None  # the group new callers join
+        self._filling: Optional[_Group] = None  # the open group while its leader waits for company
         self._committing = False
-        self._crowded = False  # the last group had more than one caller: waiting pays
+        self._expect = 1  # members of the last group: the company the next leader waits for
         self.groups = 0  # transactions committed (or tried), for benchmarks and tests
         self.rows = 0
         self._lock_path = commit_lock_path(db)
@@ -84,39 +102,39 @@ class CommitBeforeReturn(Generic[Row]):
         """This process's descriptor of the lock file (reopened after a fork), or -1."""
         if self._lock_path is None:
             return -1
-        if self._lock_pid != os.getpid():
+        if self._lock_pid != _pid:
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._lock_pid = os.getpid()
+            self._lock_pid = _pid
         return self._lock_fd
 
     def commit(self, rows: Sequence[Row]) -> None:
-        cond = self._cond
-        with cond:
+        with self._lock:
             group = self._open
-            leader = group is None
-            if group is None:
-                group = self._open = _Group()
-            group.rows.extend(rows)
-            group.members += 1
-            if not leader:
-                if len(group.rows) >= self.max_rows:
-                    cond.notify_all()
+            if group is not None:  # a member: the leader commits for us
+                group.rows.extend(rows)
+                group.members += 1
+                if group is self._filling and (group.members >= self._expect or len(group.rows) >= self.max_rows):
+                    self._company.notify()
                 while not group.done:
-                    cond.wait()
+                    group.cond.wait()
                 if group.error is not None:
                     raise group.error
                 return
+            group = self._open = _Group(self._lock)
+            group.rows.extend(rows)
+            group.members = 1
             while self._committing:
-                cond.wait()
-            if self._crowded and self.wait > 0:
+                self._turn.wait()
+            if self.wait > 0 and group.members < self._expect and len(group.rows) < self.max_rows:
+                self._filling = group
                 deadline = time.monotonic() + self.wait
-                while len(group.rows) < self.max_rows:
+                while group.members < self._expect and len(group.rows) < self.max_rows:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
-                    cond.wait(left)
+                    self._company.wait(left)
+                self._filling = None
             self._open = None
-            group.closed = True
             self._committing = True
         locked = -1
         try:
@@ -130,13 +148,14 @@ class CommitBeforeReturn(Generic[Row]):
         finally:
             if locked >= 0:
                 fcntl.flock(locked, fcntl.LOCK_UN)
-        with cond:
+        with self._lock:
             self._committing = False
-            self._crowded = group.members > 1
+            self._expect = group.members
             self.groups += 1
             self.rows += len(group.rows)
             group.done = True
-            cond.notify_all()
+            group.cond.notify_all()
+            self._turn.notify()  # the leader of the next group, if it waits (there is one open group)
         if group.error is not None:
             raise group.error
 
