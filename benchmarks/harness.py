@@ -162,7 +162,11 @@ def wrk(url: str, scenario: Scenario, headers: Dict[str, str], duration: float, 
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, connections: int = 8) -> List[dict]:
+def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, connections: int = 8,
+        warmup: float = 1.0) -> List[dict]:
+    """Medians of ``rounds`` alternating runs of bare Falcon and statskit, each on a fresh server
+    given ``warmup`` seconds of the same load first (not measured): a server's first second
+    (imports, caches, and where each worker's first connections land) swung single runs 3x."""
     if shutil.which("wrk") is None:
         raise SystemExit("benchmarks need wrk: apt-get install wrk")
     results = []
@@ -175,8 +179,12 @@ def run(scenarios: List[Scenario], duration: float = 4.0, rounds: int = 3, conne
             headers = {"Authorization": f"Token {server.token()}"} if scenario.auth else {}
             for _ in range(rounds):
                 with BareServer(threads=scenario.threads) as bare:
+                    if warmup > 0:
+                        wrk(bare.url, scenario, headers, warmup, connections, workdir)
                     bare_rates.append(wrk(bare.url, scenario, headers, duration, connections, workdir))
                 with server:
+                    if warmup > 0:
+                        wrk(server.url, scenario, headers, warmup, connections, workdir)
                     kit_rates.append(wrk(server.url, scenario, headers, duration, connections, workdir))
             bare_rate, kit_rate = statistics.median(bare_rates), statistics.median(kit_rates)
             result = {"scenario": scenario.name, "bare_req_s": round(bare_rate), "statskit_req_s": round(kit_rate),

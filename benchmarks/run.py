@@ -208,6 +208,15 @@ def main() -> int:
     print(table(rows, markdown=False))
     print(summary(rows))
     if not args.no_write:
+        if args.only and (HERE / "results.json").exists():
+            # A partial run replaces its scripts' rows and keeps the others (the machine note
+            # says which run each part comes from).
+            saved = json.loads((HERE / "results.json").read_text())
+            benchmarks = {name[:-3] for name in scripts}
+            rows = [r for r in saved["records"] if r.get("benchmark") not in benchmarks] + rows
+            about["note"] = (f"{', '.join(scripts)}: this run ({about['date']}, {about['commit']}, "
+                             f"quick={args.quick}); the rest: {saved['machine'].get('note') or saved['machine'].get('date')}")
+            scripts = [name for name in SCRIPTS if name in set(saved.get("scripts", [])) | set(scripts)]
         write(rows, about, scripts)
         print(f"\nwritten to {HERE / 'results.md'} and {HERE / 'results.json'}")
     return 1 if any(row.get("failed") for row in rows) else 0

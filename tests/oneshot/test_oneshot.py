@@ -228,6 +228,33 @@ def test_backlog_over_max_pending_drops_the_oldest_and_counts_them(make_queue):
     assert sum_by(state.counters(DROPPED), DROPPED) == 3
 
 
+def test_posts_from_many_threads_at_once_are_each_delivered_once_in_series_order(make_queue):
+    # The threads of a gthread worker post at once (SQLite: they share group commits): every
+    # event once, with its own stamp, and a series' events in the order of their times.
+    import threading
+    queue, _ = make_queue(QueueLimits(max_scrapers=3, max_pending=10_000, scraper_timeout=60.0))
+    queue.scrape("prom-a", 1000)
+    threads = [threading.Thread(target=lambda n=n: [queue.post(f'{{"s":"{i % 3}"}}', float(n * 100 + i), 1001)
+                                                   for i in range(30)]) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    queue.flush(5.0)
+    got = []
+    for t in range(2000, 2200):  # one event per series per scrape
+        result = queue.scrape("prom-a", t)
+        if not result.deliveries:
+            break
+        got += result.deliveries
+    assert sorted(d.value for d in got) == sorted(float(n * 100 + i) for n in range(8) for i in range(30))
+    for series in ('{"s":"0"}', '{"s":"1"}', '{"s":"2"}'):
+        times = [d.time_ms for d in got if d.key == series]
+        assert len(times) == 80 and len(set(times)) == 80
+        if type(queue) is not RecordsQueue:  # the generic queue may number a series out of time order
+            assert times == sorted(times)
+
+
 def test_events_stay_bounded_when_a_scraper_stops_scraping(make_queue):
     queue, state = make_queue()
     queue.scrape("A", 1000)
