@@ -60,6 +60,9 @@ def wrk(url: str, headers: Dict[str, str], duration: float, connections: int, wo
     return rate, p50, p99
 
 
+WARMUP = 1.0  # seconds of load before each measured run, not measured
+
+
 def main(duration: float, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -67,6 +70,7 @@ def main(duration: float, rounds: int) -> None:
             runs: Dict[str, List[Tuple[float, float, float]]] = {}
             for round_ in range(rounds):  # alternated, medians reported: the machine is shared and noisy
                 with BareServer() as bare:
+                    wrk(bare.url, {}, WARMUP, connections, workdir)  # as harness.run: a fresh server's first second
                     runs.setdefault("bare Falcon", []).append(wrk(bare.url, {}, duration, connections, workdir))
                 for name, args, ini in CONFIGS:
                     data = workdir / re.sub(r"\W+", "_", f"{name}{connections}-{round_}")
@@ -76,8 +80,9 @@ def main(duration: float, rounds: int) -> None:
                         args = [*args, "--config", str(data / "bench.ini")]
                     server = StatskitServer(data, workers=WORKERS, args=args)
                     with server:
-                        runs.setdefault(name, []).append(
-                            wrk(server.url, {"Authorization": f"Token {server.token()}"}, duration, connections, workdir))
+                        auth = {"Authorization": f"Token {server.token()}"}
+                        wrk(server.url, auth, WARMUP, connections, workdir)
+                        runs.setdefault(name, []).append(wrk(server.url, auth, duration, connections, workdir))
             base = statistics.median(r[0] for r in runs["bare Falcon"])
             print(f"{connections} connection(s), medians of {rounds} runs:", flush=True)
             for name, figures in runs.items():
