@@ -137,11 +137,14 @@ class Relay:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         drained = self.drain(left) if self.lock.held() else True
-        self._store_cursor()  # what was confirmed, even when the drain ran out of time
         for pid, executor in self._threads.values():
             if pid == os.getpid():
-                executor.shutdown(wait=False)
+                # A read ahead or a cursor commit still running must end before close returns:
+                # the caller closes the database next, and closing a connection that another
+                # thread is using crashes the process (a segfault in sqlite3, seen in CI).
+                executor.shutdown(wait=True)
         self._threads.clear()
+        self._store_cursor()  # what was confirmed, even when the drain ran out of time
         if self._own_lock:
             self.lock.release()
         return drained

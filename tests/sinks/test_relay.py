@@ -90,6 +90,23 @@ def test_after_a_restart_a_follower_resumes_from_its_confirmed_cursor(tmp_path):
     assert again.got == ids[10:]
 
 
+def test_close_returns_after_the_relays_own_threads_are_done_with_the_database(tmp_path):
+    # The server closes the database right after its relays: a cursor commit or a read ahead
+    # still running on a relay thread then used a closed connection (a segfault in CI).
+    import threading
+    log, sink = _log(tmp_path), Collecting()
+    relay = Relay(sink, log, MemoryState())
+    relay.start()
+    for round_ in range(5):
+        _post(log, 25, start=round_ * 25)
+        time.sleep(0.02)  # the relay thread sends, and commits cursors on its cursor thread
+    assert relay.close(10) is True
+    own = [t for t in threading.enumerate() if t.name.startswith("statskit-relay-collect")]
+    assert own == []
+    assert log.cursor("collect") == log.last_seq() and len(sink.got) == 125
+    log.db.close()
+
+
 def test_an_outage_holds_the_cursor_and_loses_nothing(tmp_path):
     log, sink, state = _log(tmp_path), Collecting(), MemoryState()
     relay = Relay(sink, log, state)
