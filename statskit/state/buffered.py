@@ -17,11 +17,11 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import is_storage_full, is_transient
 from ..logs import RateLimit
 from ..labels import LabelKey, Labels, label_key
+from ..process import pid
 
 CounterRow = Tuple[str, LabelKey, float]
 log = logging.getLogger("statskit.state")
 _errors = RateLimit(60.0)
-_pid = os.getpid()  # this process's (set again in a forked child): os.getpid() is a system call
 
 
 class BufferedCounters:
@@ -53,7 +53,7 @@ class BufferedCounters:
         key = (name, label_key(labels))
         with self._lock:
             self._pending[key] = self._pending.get(key, 0.0) + amount
-        if self._flusher_pid != _pid:
+        if self._flusher_pid != pid():
             self._start_flusher()
 
     def _start_flusher(self) -> None:
@@ -139,8 +139,6 @@ _live: "weakref.WeakSet[BufferedCounters]" = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     # A lock a thread of the parent held at fork() stays held in the child, whose copy of that
     # thread does not exist: new locks (the pending increments are the parent's, flushed by it).
-    global _pid
-    _pid = os.getpid()
     for state in list(_live):
         state._after_fork()
 

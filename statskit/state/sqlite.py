@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence
 
 from ..labels import decode_labels, encode_labels
+from ..process import pid
 from .buffered import BufferedCounters, CounterRow
 
 if TYPE_CHECKING:
@@ -34,12 +35,9 @@ CREATE TABLE IF NOT EXISTS counters (
 
 _databases: "weakref.WeakSet[SQLiteDB]" = weakref.WeakSet()
 _INHERITED: List[sqlite3.Connection] = []
-_pid = os.getpid()  # this process's (set again in a forked child): os.getpid() is a system call
 
 
 def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
     for db in list(_databases):
         db._forget_after_fork()
 
@@ -90,14 +88,14 @@ class SQLiteDB:
     def connection(self) -> sqlite3.Connection:
         local = self._local
         conn = getattr(local, "conn", None)
-        if conn is None or local.pid != _pid:
+        if conn is None or local.pid != pid():
             # A connection inherited through fork() must never be used by the child.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             _enable_wal(conn, self.busy_timeout_ms / 1000.0)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: keeps the index pages of a big store hot
-            local.conn, local.pid = conn, _pid
+            local.conn, local.pid = conn, pid()
             with self._lock:
                 self._opened.append(conn)
         return conn

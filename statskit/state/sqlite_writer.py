@@ -19,20 +19,11 @@ import time
 from typing import Any, Callable, Generic, List, Optional, Sequence, TypeVar, Union
 
 from ..errors import RetryableError, is_storage_full, is_transient
+from ..process import pid
 from ..worker import BatchWorker
 
 
 Row = TypeVar("Row")
-_pid = os.getpid()  # this process's (set again in a forked child): os.getpid() is a system call
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Group:
@@ -102,9 +93,9 @@ class CommitBeforeReturn(Generic[Row]):
         """This process's descriptor of the lock file (reopened after a fork), or -1."""
         if self._lock_path is None:
             return -1
-        if self._lock_pid != _pid:
+        if self._lock_pid != pid():
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._lock_pid = _pid
+            self._lock_pid = pid()
         return self._lock_fd
 
     def commit(self, rows: Sequence[Row]) -> None:
