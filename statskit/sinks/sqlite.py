@@ -15,14 +15,10 @@ already stored, so a client that retries with its own ids stores once.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -31,7 +27,7 @@ from ..events import Event
 from ..logs import RateLimit
 from ..state import store_for
 from ..state.sqlite import SQLiteDB, database_path
-from ..state.sqlite_writer import commit_lock_path, group_commit
+from ..state.sqlite_writer import CommitLock, group_commit
 
 log = logging.getLogger("statskit.sinks.sqlite")
 # Receive times follow the clock 1 ns apart while it repeats itself or steps back a little;
@@ -140,7 +136,7 @@ class SQLiteSink:
         self.followers: List[str] = []  # names of the sinks fed from this log (their cursors bound trimming)
         self._recent: Dict[int, Event] = {}  # seq -> decoded event, shared by the relays (read_after)
         self.group = group_commit(db, self._insert, ack=ack, wait=commit_wait)
-        self._lock_fds = threading.local()  # this thread's descriptor of the commit lock (see _queued)
+        self.commit_lock = CommitLock(db)  # the cursor commits queue with the group commits (set_cursor)
 
     @classmethod
     def from_settings(cls, settings: Any, state: Any) -> "SQLiteSink":
@@ -202,32 +198,13 @@ class SQLiteSink:
 
     def set_cursor(self, name: str, seq: int) -> None:
         """``name`` has stored every event up to ``seq``; in outbox mode, trim what all have."""
-        with self._queued() as conn:
+        # Queued on the group commits' file lock: this commit (in outbox mode deleting a batch of
+        # rows, tens of ms under load) and their leaders wake each other at once, where SQLite's
+        # busy handler sleeps grow to 25-100 ms.
+        with self.commit_lock.held(), self.db.transaction() as conn:
             advance_cursor(conn, name, seq)
             if self.outbox:
                 self._delete(conn, "seq <= ?", seq)
-
-    @contextmanager
-    def _queued(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that first queues on the file lock the group commits' leaders
-        take in every process (:class:`~statskit.state.sqlite_writer.CommitBeforeReturn`). The
-        cursor's commit (in outbox mode deleting a batch of rows, tens of ms under load) and the
-        leaders then wake each other at once, instead of retrying in SQLite's busy handler, whose
-        sleeps grow to 25-100 ms. One descriptor per thread: flock excludes open descriptions,
-        not threads."""
-        path = commit_lock_path(self.db)
-        fd = getattr(self._lock_fds, "fd", -1)
-        if path is not None and (fd < 0 or self._lock_fds.pid != os.getpid()):
-            fd = self._lock_fds.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._lock_fds.pid = os.getpid()
-        if fd >= 0:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released at once if this process dies
-        try:
-            with self.db.transaction() as conn:
-                yield conn
-        finally:
-            if fd >= 0:
-                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def last_seq(self) -> int:
         return int(self.db.connection().execute(f"SELECT coalesce(max(seq), 0) FROM {self.table}").fetchone()[0])
