@@ -8,6 +8,7 @@ so this is the part of the gap to the baseline that is statskit's::
 
     .venv/bin/python benchmarks/app_cost.py                # the three hot routes, 4 threads
     .venv/bin/python benchmarks/app_cost.py /event 8       # one route, 8 threads
+    STATSKIT_STATE=redis REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python benchmarks/app_cost.py
 
 It also prints how many rows each group commit shared (members per transaction).
 """
@@ -31,7 +32,7 @@ import bare_app  # noqa: E402
 from harness import SCENARIOS, Scenario  # noqa: E402
 from support import SECRET  # type: ignore[import-not-found]  # noqa: E402
 from statskit.config import load_settings  # noqa: E402
-from statskit.state.sqlite_writer import CommitBeforeReturn  # noqa: E402
+from statskit.grouping import GroupCall  # noqa: E402
 from statskit.tokens import TokenSigner  # noqa: E402
 from statskit_server import create_app  # noqa: E402
 
@@ -69,9 +70,10 @@ def cpu_per_request(app: Callable, scenario: Scenario, headers: Dict[str, str], 
 
 def measure(route: str, threads: int = 4, requests: int = 20_000) -> str:
     scenario = next(s for s in SCENARIOS if s.path.partition("?")[0] == route and s.threads > 1)
-    settings = load_settings(env={"STATSKIT_SECRET_KEY": SECRET},
+    passed = {k: os.environ[k] for k in ("STATSKIT_STATE", "REDIS_URL") if k in os.environ}
+    settings = load_settings(env={"STATSKIT_SECRET_KEY": SECRET, **passed},
                              overrides={"server.data_dir": tempfile.mkdtemp(prefix="statskit-app-cost-")})
-    older = {id(o) for o in gc.get_objects() if isinstance(o, CommitBeforeReturn)}  # other routes' apps
+    older = {id(o) for o in gc.get_objects() if isinstance(o, GroupCall)}  # other routes' apps
     app = create_app(settings)
     headers = {"Content-Type": "application/json", **scenario.headers}
     if scenario.auth:
@@ -80,8 +82,8 @@ def measure(route: str, threads: int = 4, requests: int = 20_000) -> str:
         cpu_per_request(target, scenario, headers, 2000, threads)
     bare, _ = cpu_per_request(bare_app.app, scenario, headers, requests, threads)
     kit, rate = cpu_per_request(app, scenario, headers, requests, threads)
-    groups = [o for o in gc.get_objects() if isinstance(o, CommitBeforeReturn) and o.groups and id(o) not in older]
-    shared = ", ".join(f"{o.write.__qualname__} {o.rows / o.groups:.1f} rows/commit" for o in groups)
+    groups = [o for o in gc.get_objects() if isinstance(o, GroupCall) and o.groups and id(o) not in older]
+    shared = ", ".join(f"{getattr(o, 'write', o.run).__qualname__} {o.rows / o.groups:.1f} rows/call" for o in groups)
     app.statskit.close(5.0)
     return (f"{route}, {threads} threads: statskit {kit:.0f} us CPU/request ({rate:,.0f} req/s), bare Falcon "
             f"{bare:.0f} us: statskit's own {kit - bare:.0f} us/request; {shared}")

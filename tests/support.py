@@ -5,7 +5,8 @@ import time or in helpers import them from here.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import threading
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from statskit.config import Settings, load_settings
 from statskit.tokens import TokenSigner
@@ -28,3 +29,12 @@ def mint(scopes: Iterable[str] = ("write",), name: str = "tester", secret: str =
 
 def auth_header(scopes: Iterable[str] = ("write", "read"), secret: str = SECRET) -> dict:
     return {"Authorization": "Token " + mint(scopes, secret=secret)}
+
+
+def run_threads(target: Callable[..., Any], args: Sequence[tuple], timeout: float = 60.0) -> None:
+    """Start one thread per entry of ``args`` calling ``target(*entry)``, and wait for them all."""
+    threads = [threading.Thread(target=target, args=a) for a in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)

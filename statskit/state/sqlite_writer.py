@@ -15,27 +15,13 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
-from typing import Any, Callable, Generic, Iterator, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Generic, Iterator, List, Optional, Sequence, Union
 
 from ..errors import RetryableError, is_storage_full, is_transient
+from ..grouping import GroupCall, Row
 from ..process import pid
 from ..worker import BatchWorker
-
-
-Row = TypeVar("Row")
-
-
-class _Group:
-    __slots__ = ("rows", "members", "done", "error", "cond")
-
-    def __init__(self, lock: "threading.RLock") -> None:
-        self.rows: list = []
-        self.members = 0
-        self.done = False
-        self.error: Optional[BaseException] = None
-        self.cond = threading.Condition(lock)  # its members wait here: the commit wakes them, no one else
 
 
 class CommitLock:
@@ -66,21 +52,15 @@ class CommitLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-class CommitBeforeReturn(Generic[Row]):
+class CommitBeforeReturn(GroupCall[Row]):
     """Group commit for a durable acknowledgement: :meth:`commit` returns only once the
     transaction holding its rows is committed, and raises (for every caller in the group) when
     that transaction fails, so nothing is acknowledged that is not stored.
 
-    The threads of one process share transactions: the first caller of a group leads and
-    commits it itself (no writer thread to wake). It waits for the commit before its own (one
-    writer at a time anyway), while later callers join its group; then, when the group has
-    fewer members than the previous one had, up to ``wait`` seconds (or ``max_rows`` rows) for
-    that many: a member that completes the count wakes it at once. So a lone client pays no
-    wait, and clients that all wait in the group already (a closed loop: the usual load) pay
-    none either; the wait only runs out when callers went away, and the next group expects
-    fewer. The commit wakes its group's members only (each group has its condition), and the
-    next leader. Leaders of different processes queue on the :class:`CommitLock` before
-    ``BEGIN IMMEDIATE`` (with SQLite's busy handler alone: a p99 of 110 ms at 16 connections).
+    The threads of one process share transactions as :class:`~statskit.grouping.GroupCall`
+    describes (a leader commits for its group, no writer thread to wake). Leaders of different
+    processes queue on the :class:`CommitLock` before ``BEGIN IMMEDIATE`` (with SQLite's busy
+    handler alone: a p99 of 110 ms at 16 connections).
 
         >>> import tempfile, os
         >>> from statskit.state.sqlite import SQLiteDB
@@ -94,65 +74,18 @@ class CommitBeforeReturn(Generic[Row]):
 
     def __init__(self, db: Any, write: Callable[[sqlite3.Connection, List[Row]], None], *,
                  wait: float = 0.002, max_rows: int = 5000) -> None:
+        super().__init__(self._commit_rows, wait=wait, max_rows=max_rows)
         self.db = db
         self.write = write
-        self.wait = wait
-        self.max_rows = max_rows
-        self._lock = threading.RLock()
-        self._turn = threading.Condition(self._lock)  # the next leader waits here for the commit before its own
-        self._company = threading.Condition(self._lock)  # a leader waits here for its group to fill
-        self._open: Optional[_Group] = None  # the group new callers join
-        self._filling: Optional[_Group] = None  # the open group while its leader waits for company
-        self._committing = False
-        self._expect = 1  # members of the last group: the company the next leader waits for
-        self.groups = 0  # transactions committed (or tried), for benchmarks and tests
-        self.rows = 0
         self.commit_lock = CommitLock(db)
 
+    def _commit_rows(self, rows: List[Row]) -> None:
+        with self.commit_lock.held(), self.db.transaction() as conn:
+            self.write(conn, rows)
+
     def commit(self, rows: Sequence[Row]) -> None:
-        with self._lock:
-            group = self._open
-            if group is not None:  # a member: the leader commits for us
-                group.rows.extend(rows)
-                group.members += 1
-                if group is self._filling and (group.members >= self._expect or len(group.rows) >= self.max_rows):
-                    self._company.notify()
-                while not group.done:
-                    group.cond.wait()
-                if group.error is not None:
-                    raise group.error
-                return
-            group = self._open = _Group(self._lock)
-            group.rows.extend(rows)
-            group.members = 1
-            while self._committing:
-                self._turn.wait()
-            if self.wait > 0 and group.members < self._expect and len(group.rows) < self.max_rows:
-                self._filling = group
-                deadline = time.monotonic() + self.wait
-                while group.members < self._expect and len(group.rows) < self.max_rows:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._company.wait(left)
-                self._filling = None
-            self._open = None
-            self._committing = True
-        try:
-            with self.commit_lock.held(), self.db.transaction() as conn:
-                self.write(conn, group.rows)
-        except BaseException as exc:
-            group.error = exc
-        with self._lock:
-            self._committing = False
-            self._expect = group.members
-            self.groups += 1
-            self.rows += len(group.rows)
-            group.done = True
-            group.cond.notify_all()
-            self._turn.notify()  # the leader of the next group, if it waits (there is one open group)
-        if group.error is not None:
-            raise group.error
+        """Returns once ``rows`` are committed (with the rows of the threads that joined)."""
+        self.call(rows)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Nothing is ever buffered: :meth:`commit` returns after its commit."""

@@ -1,12 +1,12 @@
 """Sessions, durations and counters, in the library (no Falcon): both cache backends."""
 import re
 import random
-import threading
 from types import SimpleNamespace
 
 import pytest
 
 from grafana_payloads import ADMIN, JDOE, encode, payload
+from support import run_threads
 from statskit.grafana.metrics import GrafanaMetrics
 from statskit.metrics import Scrape, render
 from statskit.grafana import decode_payload
@@ -332,11 +332,7 @@ def test_two_workers_on_one_database_make_one_session(tmp_path, generic):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=hammer, args=(t, i)) for i, t in enumerate(trackers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_threads(hammer, [(t, i) for i, t in enumerate(trackers)])
     assert not errors
     for state in workers:
         state.flush()

@@ -3,7 +3,6 @@ that cannot write refusing with 507 (nothing acknowledged that is not stored).""
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 
 import pytest
@@ -14,6 +13,7 @@ from statskit.state.sqlite import SQLiteDB
 from statskit.state.sqlite_writer import CommitBeforeReturn
 from statskit.tokens import TokenSigner
 from statskit_server import create_app
+from support import run_threads
 
 SECRET = "durable-commit-secret"
 HEADERS = {"Authorization": "Token " + TokenSigner([SECRET]).mint("t", ["write", "read"])}
@@ -38,11 +38,7 @@ def test_concurrent_callers_share_transactions_and_each_returns_after_its_rows_a
                 missing.append(base + i)
         own.close()
 
-    threads = [threading.Thread(target=caller, args=(n * 1000,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_threads(caller, [(n * 1000,) for n in range(8)])
     assert missing == []
     assert db.connection().execute("SELECT count(*) FROM t").fetchone()[0] == 400
     assert group.rows == 400 and group.groups < 400  # some requests shared a commit
