@@ -104,23 +104,16 @@ class OneShot:
 
     def _events_family(self, deliveries: Sequence[Delivery]) -> Family:
         if not self.explicit_timestamps:
-            # Rendered lines from series prefixes cached across scrapes (the same series come
-            # back): several times faster than Metric samples for a big backlog (see exposition).
-            prefixes, values = self._prefixes, self._values
-            if len(prefixes) > MAX_CACHED_SERIES:
-                prefixes.clear()
-            if len(values) > MAX_CACHED_VALUES:
-                values.clear()
-            lines = []
-            for d in deliveries:
-                prefix = prefixes.get(d.key)
-                if prefix is None:
-                    prefix = prefixes[d.key] = series_prefix(d.key)
-                value = values.get(d.value)
-                if value is None:
-                    value = values[d.value] = format_value(d.value)
-                lines.append(f"{prefix} {value}\n")
-            return TextFamily(METRIC, HELP_EVENTS, "gauge", lines)
+            values = self._value_texts(deliveries)
+            text = "".join([f"{METRIC}{{{d.key[2:]} {values[d.value]}\n" for d in deliveries])  # key less '{"'
+            # series_prefix for every line at once (the replaces and the check run in C, several
+            # times faster than a Python step per line): exact when no key holds a backslash and
+            # none is {} (which leaves "{ "); otherwise the per-line path, exact for any key.
+            if "\\" not in text and "{ " not in text:
+                return TextFamily(METRIC, HELP_EVENTS, "gauge", [text.replace('":"', '="').replace('","', '",')])
+            prefix = self._prefix
+            return TextFamily(METRIC, HELP_EVENTS, "gauge",
+                              [f"{prefix(d.key)} {values[d.value]}\n" for d in deliveries])
         family = Metric(METRIC, HELP_EVENTS, "gauge")
         decoded: Dict[str, Dict[str, str]] = {}
         for d in deliveries:
@@ -129,6 +122,24 @@ class OneShot:
                 labels = decoded[d.key] = json.loads(d.key)
             family.add_sample(METRIC, labels, d.value, _timestamp(d.time_ms) if self.explicit_timestamps else None)
         return family
+
+    def _value_texts(self, deliveries: Sequence[Delivery]) -> Dict[float, str]:
+        """Each value's text, kept across scrapes (most events carry 1)."""
+        values = self._values
+        if len(values) > MAX_CACHED_VALUES:
+            values.clear()
+        for value in {d.value for d in deliveries}.difference(values):  # NaNs: one key per object
+            values[value] = format_value(value)
+        return values
+
+    def _prefix(self, key: str) -> str:
+        """A series' ``events_to_metrics{...}``, kept across scrapes (the same series come back)."""
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) > MAX_CACHED_SERIES:
+                self._prefixes.clear()
+            prefix = self._prefixes[key] = series_prefix(key)
+        return prefix
 
     def close(self, timeout: Optional[float] = None) -> None:
         self.queue.close(timeout)

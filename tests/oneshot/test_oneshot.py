@@ -451,13 +451,17 @@ def test_explicit_timestamps_are_the_event_millisecond_in_both_formats(accept, s
     assert int(float("1700000000.0015") * 1000) == 1700000000001
 
 
+ESCAPED = ['plain', 'x{', '{":"}', 'a","b', 'back\\slash', 'new\nline', 'tab\there', 'é ünï']
+UNESCAPED = ['plain', 'x{', '}{', '{}', 'a,b', 'k:v', '=', 'é ünï']  # nothing JSON escapes
+
+
+@pytest.mark.parametrize("values", [ESCAPED, UNESCAPED], ids=["escapes", "no-escapes"])
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
-def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accept):
+def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accept, values):
     # The scrape renders its lines from the stored series keys (fast path: no JSON escape in
-    # the key); each must be byte for byte the library's, escapes, unicode and braces included.
+    # any key); each must be byte for byte the library's, escapes, unicode and braces included.
     from prometheus_client.core import Metric
     from statskit.exposition import encode
-    values = ['plain', 'x{', '{":"}', 'a","b', 'back\\slash', 'new\nline', 'tab\there', 'é ünï']
     state = MemoryState()
     oneshot = OneShot(open_queue(state, QueueLimits(max_pending=100)), state)
     render([oneshot], Scrape("prom-a", time=1000.0))
