@@ -64,7 +64,7 @@ class RedisQueue(RecordsQueue):
             keys.append(records.key(SERIES, key))
             args += (time_ms, _encode_event(time_ms, key, value), key)
         with self.backend.guard():
-            last, newest = self._script(keys=keys, args=args)
+            last, newest = self.backend.run_serially(self._script, keys, args)
         every = self.limits.maintain_every
         if int(last) // every != (int(last) - len(events)) // every:
             try:  # "now" is the newest post's time, as in the SQLite queue

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, 
 
 from ..errors import RetryableError
 from ..labels import decode_labels, encode_labels
+from ..process import pid
 from .buffered import BufferedCounters, CounterRow
 from .redis_blocks import RedisLogs, RedisRecords
 from .redis_client import connect, is_unavailable_reply, key_tag, retryable, transient_errors
@@ -52,6 +54,9 @@ class RedisState(BufferedCounters):
         self.tag = key_tag(prefix)
         self.names_key = f"{self.tag}:counter-names"
         self._transient: Tuple[Type[BaseException], ...] = transient_errors()
+        from redis.exceptions import ResponseError
+
+        self._reply_errors = (ResponseError,)  # an error reply: the connection is still in step
         self.records = RedisRecords(client, self.tag, self.guard)
         self.logs = RedisLogs(client, self.tag, self.guard)
         self._writer_pid = 0
@@ -60,6 +65,9 @@ class RedisState(BufferedCounters):
         self._flushed: Deque[Flushed] = deque()
         self._flushed_rows = 0
         self._doubt: Optional[Tuple[int, List[CounterRow]]] = None  # a failed flush: number, rows
+        self._own_conn: Optional[Any] = None  # run_serially()'s connection, of process _own_pid
+        self._own_pid = 0
+        self._own_lock = threading.Lock()
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -70,6 +78,34 @@ class RedisState(BufferedCounters):
             if self.is_transient(exc) and not isinstance(exc, RetryableError):
                 raise retryable(exc) from exc
             raise
+
+    def run_serially(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """``script`` (a registered Script) on this process's own connection: for a caller whose
+        calls queue anyway (the one-shot posts' GroupCall). A client call checks a connection out
+        of the pool and back, and records its timings: 80 us of CPU a call here, where this takes
+        45. Under :meth:`guard`, as every call: a broken connection is dropped (the next call
+        connects again) and raised, so nothing is sent twice."""
+        from redis.exceptions import NoScriptError
+
+        with self._own_lock:
+            conn = self._own_conn
+            if conn is None or self._own_pid != pid():
+                conn = self._own_conn = self.client.connection_pool.make_connection()
+                self._own_pid = pid()
+            try:
+                conn.connect()  # a no-op once connected; a Sentinel's connection asks for the master here
+                try:
+                    conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    return conn.read_response()
+                except NoScriptError:  # a Redis restarted or flushed since: load it, once
+                    conn.send_command("SCRIPT", "LOAD", script.script)
+                    conn.read_response()
+                    conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    return conn.read_response()
+            except BaseException as exc:
+                if not isinstance(exc, self._reply_errors):
+                    conn.disconnect()  # a half-read reply would be the next call's answer
+                raise
 
     def _before_flush(self) -> None:
         # Under the base class's flush lock (one flush at a time: flush numbers in commit order).
@@ -183,6 +219,8 @@ class RedisState(BufferedCounters):
                     if not self.is_transient(exc):
                         raise  # (Redis away: the mark expires by itself)
         finally:
+            if self._own_conn is not None and self._own_pid == pid():
+                self._own_conn.disconnect()
             self.client.close()
 
 

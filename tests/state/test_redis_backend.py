@@ -111,3 +111,31 @@ def test_a_redis_sentinel_url_finds_the_master(tmp_path, redis_server):
         assert redis_server.execute("HGET", "{sentinel}:c:statskit_via_sentinel", "[]") == "2"
     finally:
         sentinel.close()
+
+
+def test_one_shot_posts_survive_a_script_flush_and_a_redis_restart(tmp_path):
+    # The posts run their script on a connection of their own (RedisState.run_serially): a Redis
+    # that forgot the script, and one that went away and came back, must both be taken in stride.
+    from statskit.oneshot import QueueLimits, open_queue
+    from statskit.oneshot.queue import Reporter
+
+    server = start_real_server(lambda: Redis(tmp_path / "redis", appendonly=True))
+    try:
+        backend = open_backend("redis", str(tmp_path), 3600, options(server))
+        queue = open_queue(backend, QueueLimits(max_pending=100), Reporter(backend))
+        queue.scrape("prom-a", 1000)
+        queue.post('{"n":"1"}', 1.0, 1001)
+        server.execute("SCRIPT", "FLUSH")
+        queue.post('{"n":"2"}', 2.0, 1002)              # NOSCRIPT: loaded again, and posted once
+        server.stop()
+        queue.post('{"n":"3"}', 3.0, 1003)              # Redis away: answered, spooled
+        server.start()
+        assert queue.flush(10.0)                        # in once Redis is back (a new connection)
+        queue.post('{"n":"4"}', 4.0, 1004)
+        got = [(d.key, d.value) for d in queue.scrape("prom-a", 2000).deliveries]
+        assert got == [('{"n":"1"}', 1.0), ('{"n":"2"}', 2.0), ('{"n":"3"}', 3.0), ('{"n":"4"}', 4.0)]
+        assert queue.scrape("prom-a", 2001).deliveries == []  # each once
+        queue.close(1.0)
+        backend.close()
+    finally:
+        server.close()
