@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from gunicorn_server import StatskitServer  # noqa: E402
-from servers import InfluxDB1  # noqa: E402
+from servers_influx import InfluxDB1  # noqa: E402
 from statskit.events import parse_items  # noqa: E402
 from statskit.sinks.lineprotocol import to_lines  # noqa: E402
 from report import record  # noqa: E402

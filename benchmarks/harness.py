@@ -29,7 +29,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from gunicorn_server import SECRET, StatskitServer, free_port  # noqa: E402
+from gunicorn_server import StatskitServer, free_port  # noqa: E402
 from report import record  # noqa: E402
 from statskit.config import load_settings  # noqa: E402
 

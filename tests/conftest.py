@@ -7,7 +7,9 @@ from typing import Any, Callable, Iterator, List, TypeVar
 import pytest
 from falcon import testing
 
-from servers import InfluxDB1, Prometheus, Redis, RealServer, ServerUnavailable, VictoriaMetrics
+from servers import Redis, RealServer, ServerUnavailable
+from servers_influx import InfluxDB1, VictoriaMetrics
+from servers_prometheus import Prometheus
 from servers_sentinel import SentinelSet
 from statskit_server import create_app
 from support import make_settings, mint

@@ -9,7 +9,7 @@ import gzip
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 from urllib.parse import quote, urlencode
 
 from hypothesis import strategies as st

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
 import pytest
 from falcon import testing

@@ -50,7 +50,7 @@ def influx_with_sessions(tmp_path_factory):
     """One InfluxDB for the module: sessions posted through statskit (2 workers, InfluxDB sink,
     v1 API), then a graceful stop so that every point is written."""
     from conftest import start_real_server
-    from servers import InfluxDB1
+    from servers_influx import InfluxDB1
 
     tmp = tmp_path_factory.mktemp("grafana-influx")
     influx = start_real_server(lambda: InfluxDB1(tmp / "influxdb1"))

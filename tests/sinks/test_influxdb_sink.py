@@ -23,7 +23,7 @@ from statskit.tokens import TokenSigner
 from statskit_server import create_app
 
 from conftest import start_real_server
-from servers import InfluxDB1
+from servers_influx import InfluxDB1
 
 T0 = 1795341600  # 2026-11-22T10:00:00Z
 DB = "stats"

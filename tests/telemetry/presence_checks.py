@@ -16,7 +16,7 @@ def check_presence(store) -> None:
     mine = store.open_connection("10.0.0.1:1", False, live.instance)
     # a listener that beat once, opened a row, then died (no more beats)
     assert store.beat_listener("dead-listener", []) == 0
-    dead = store.open_connection("10.0.0.2:1", False, "dead-listener")
+    store.open_connection("10.0.0.2:1", False, "dead-listener")
     legacy = store.open_connection("10.0.0.3:1", False)  # no listener id (an older statskit): left alone
     time.sleep(0.3)
     live.beat()
