@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Union
@@ -321,3 +322,63 @@ def _read_reply(stream: Any) -> Any:
         count = int(rest)
         return None if count < 0 else [_read_reply(stream) for _ in range(count)]
     raise ConnectionError(f"unexpected Redis reply {line!r}")
+
+
+class ReplyCutter:
+    """A loopback TCP proxy to a real Redis that, once armed, forwards the next request holding
+    ``command`` (EXEC: a transaction; EVALSHA: a script) and then closes the connection instead
+    of passing the answer back: Redis applied it, the client only sees its connection break.
+    With ``forward=False`` the request itself is dropped too: the same break, and Redis never
+    saw it."""
+
+    def __init__(self, target_port: int, command: bytes = b"EXEC", forward: bool = True) -> None:
+        self.target_port = target_port
+        self.command = command
+        self.forward = forward
+        self.armed = threading.Event()
+        self.closed = threading.Event()
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():  # bounded by close()
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            server = socket.create_connection((HOST, self.target_port), timeout=10)
+            cut = threading.Event()
+            threading.Thread(target=self._pump, args=(client, server, cut, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, cut, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, cut: threading.Event, upstream: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not upstream and cut.is_set():
+                    break  # the answer to the command: dropped
+                if upstream and self.command in data and self.armed.is_set():
+                    self.armed.clear()
+                    cut.set()  # before forwarding: the answer may come back at once
+                    if not self.forward:
+                        break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a FIN now, though the other pump still reads it
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()

@@ -6,7 +6,7 @@ import time or in helpers import them from here.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 from statskit.config import Settings, load_settings
 from statskit.tokens import TokenSigner
@@ -32,9 +32,21 @@ def auth_header(scopes: Iterable[str] = ("write", "read"), secret: str = SECRET)
 
 
 def run_threads(target: Callable[..., Any], args: Sequence[tuple], timeout: float = 60.0) -> None:
-    """Start one thread per entry of ``args`` calling ``target(*entry)``, and wait for them all."""
-    threads = [threading.Thread(target=target, args=a) for a in args]
+    """Start one thread per entry of ``args`` calling ``target(*entry)`` and wait for them all;
+    the first exception a thread raised is raised here, and a thread still running fails."""
+    errors: List[BaseException] = []
+
+    def run(*a: Any) -> None:
+        try:
+            target(*a)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=a) for a in args]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout)
+    if errors:
+        raise errors[0]
+    assert not any(t.is_alive() for t in threads), f"threads still running after {timeout} s"

@@ -104,16 +104,19 @@ class OneShot:
 
     def _events_family(self, deliveries: Sequence[Delivery]) -> Family:
         if not self.explicit_timestamps:
-            values = self._value_texts(deliveries)
-            text = "".join([f"{METRIC}{{{d.key[2:]} {values[d.value]}\n" for d in deliveries])  # key less '{"'
-            # series_prefix for every line at once (the replaces and the check run in C, several
-            # times faster than a Python step per line): exact when no key holds a backslash and
-            # none is {} (which leaves "{ "); otherwise the per-line path, exact for any key.
-            if "\\" not in text and "{ " not in text:
+            texts = self._value_texts(deliveries)
+            # (a zero is formatted each time: 0.0 == -0.0, so a dict would give one the other's text)
+            text = "".join([f"{METRIC}{{{d.key[2:]} {texts[d.value] if d.value else format_value(d.value)}\n"
+                            for d in deliveries])  # each key less its '{"'
+            # series_prefix for every line at once (the replaces and the checks run in C, several
+            # times faster than a Python step per line): exact where series_prefix's replaces are,
+            # and no key is {} (which leaves "{ "); otherwise the per-line path, exact for any key.
+            if not _replaces_unsafe(text) and "{ " not in text:
                 return TextFamily(METRIC, HELP_EVENTS, "gauge", [text.replace('":"', '="').replace('","', '",')])
             prefix = self._prefix
             return TextFamily(METRIC, HELP_EVENTS, "gauge",
-                              [f"{prefix(d.key)} {values[d.value]}\n" for d in deliveries])
+                              [f"{prefix(d.key)} {texts[d.value] if d.value else format_value(d.value)}\n"
+                               for d in deliveries])
         family = Metric(METRIC, HELP_EVENTS, "gauge")
         decoded: Dict[str, Dict[str, str]] = {}
         for d in deliveries:
@@ -124,13 +127,21 @@ class OneShot:
         return family
 
     def _value_texts(self, deliveries: Sequence[Delivery]) -> Dict[float, str]:
-        """Each value's text, kept across scrapes (most events carry 1)."""
-        values = self._values
-        if len(values) > MAX_CACHED_VALUES:
-            values.clear()
-        for value in {d.value for d in deliveries}.difference(values):  # NaNs: one key per object
-            values[value] = format_value(value)
-        return values
+        """Each value's text for this scrape, from a cache kept across scrapes (most events carry
+        1). A dict of its own: another thread's scrape may clear the cache meanwhile. A NaN is
+        not kept (each is a key of its own)."""
+        cache = self._values
+        if len(cache) > MAX_CACHED_VALUES:
+            cache.clear()
+        texts = {}
+        for value in {d.value for d in deliveries}:
+            text = cache.get(value)
+            if text is None:
+                text = format_value(value)
+                if value == value:
+                    cache[value] = text
+            texts[value] = text
+        return texts
 
     def _prefix(self, key: str) -> str:
         """A series' ``events_to_metrics{...}``, kept across scrapes (the same series come back)."""
@@ -146,7 +157,7 @@ class OneShot:
 
 
 HELP_EVENTS = "Events registered generically to the conversion service"
-MAX_CACHED_SERIES = 100_000  # rendered series prefixes kept between scrapes
+MAX_CACHED_SERIES = 100_000  # series prefixes kept between scrapes (the per-line path)
 MAX_CACHED_VALUES = 10_000
 
 
@@ -156,17 +167,24 @@ def series_prefix(key: str) -> str:
         >>> series_prefix('{"build":"7","type":"deploy"}')
         'events_to_metrics{build="7",type="deploy"}'
 
-    Most events are new series, so this runs once per event in a scrape. Without a backslash in
-    the key, JSON escaped nothing: every quote is one of its own, and its label text is already the
+    The per-line path of a scrape runs this once per new series. Without a backslash in the
+    key, JSON escaped nothing: every quote is one of its own, and its label text is already the
     exposition's (names are plain, values hold no quote, backslash or newline). Then two string
-    replaces do what decoding and re-escaping would, several times faster.
+    replaces do what decoding and re-escaping would, several times faster; but for a value that
+    is exactly ``,`` (``"a":","``), where the second replace would take the value's own quotes.
     """
     if key == "{}":
         return METRIC
-    if "\\" not in key:
+    if not _replaces_unsafe(key):
         return METRIC + "{" + key[2:].replace('":"', '="').replace('","', '",')
     labels = json.loads(key)  # sorted by name already
     return sample_prefix(METRIC, list(labels), list(labels.values()))
+
+
+def _replaces_unsafe(text: str) -> bool:
+    """Whether the two replaces could go wrong in ``text``: an escape (a backslash), or a value
+    of exactly ``,`` (``":","``: also a value ``:`` before another label, which is harmless)."""
+    return "\\" in text or '":","' in text
 
 
 def _timestamp(time_ms: int) -> Timestamp:

@@ -37,12 +37,23 @@ from ..labels import decode_labels, encode_labels
 from ..process import pid
 from .buffered import BufferedCounters, CounterRow
 from .redis_blocks import RedisLogs, RedisRecords
-from .redis_client import connect, is_unavailable_reply, key_tag, retryable, transient_errors
+from .redis_client import (
+    RedisUnavailable,
+    connect,
+    is_unavailable_reply,
+    key_tag,
+    retryable,
+    transient_errors,
+)
 
 REPLAY_SECONDS = 300.0  # how far back a process can send again what a failover lost
 REPLAY_ROWS = 200_000   # at most this many rows kept for it (the oldest flushes go first)
 MARK_TTL = 7 * 86400    # a writer's mark outlives any replay window, then expires with its process
 Flushed = Tuple[int, float, List[CounterRow]]  # flush number, when (monotonic), its rows
+
+
+class ReplyLost(RedisUnavailable):
+    """The connection broke after a script was sent: Redis may or may not have run it."""
 
 
 class RedisState(BufferedCounters):
@@ -54,9 +65,6 @@ class RedisState(BufferedCounters):
         self.tag = key_tag(prefix)
         self.names_key = f"{self.tag}:counter-names"
         self._transient: Tuple[Type[BaseException], ...] = transient_errors()
-        from redis.exceptions import ResponseError
-
-        self._reply_errors = (ResponseError,)  # an error reply: the connection is still in step
         self.records = RedisRecords(client, self.tag, self.guard)
         self.logs = RedisLogs(client, self.tag, self.guard)
         self._writer_pid = 0
@@ -83,28 +91,46 @@ class RedisState(BufferedCounters):
         """``script`` (a registered Script) on this process's own connection: for a caller whose
         calls queue anyway (the one-shot posts' GroupCall). A client call checks a connection out
         of the pool and back, and records its timings: 80 us of CPU a call here, where this takes
-        45. Under :meth:`guard`, as every call: a broken connection is dropped (the next call
-        connects again) and raised, so nothing is sent twice."""
-        from redis.exceptions import NoScriptError
+        45. Call it under :meth:`guard`. A connection that Redis closed meanwhile is replaced
+        before sending; after any error but a plain error reply the connection is dropped (the
+        next call connects again, to the current master under Sentinel). A failure after the
+        script was sent raises :class:`ReplyLost`: Redis may have run it."""
+        from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
+        if self._own_pid != pid():  # a forked child: its own lock and connection (not the parent's)
+            self._own_lock, self._own_conn, self._own_pid = threading.Lock(), None, pid()
         with self._own_lock:
             conn = self._own_conn
-            if conn is None or self._own_pid != pid():
+            if conn is None:
                 conn = self._own_conn = self.client.connection_pool.make_connection()
-                self._own_pid = pid()
+            sent = False
             try:
+                if conn.can_read():  # Redis closed it (a restart, an idle timeout): a new one
+                    conn.disconnect()
                 conn.connect()  # a no-op once connected; a Sentinel's connection asks for the master here
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                sent = True
                 try:
-                    conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
                     return conn.read_response()
                 except NoScriptError:  # a Redis restarted or flushed since: load it, once
+                    sent = False
                     conn.send_command("SCRIPT", "LOAD", script.script)
                     conn.read_response()
                     conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    sent = True
                     return conn.read_response()
+            except ResponseError as exc:
+                if "READONLY" in str(exc) and not isinstance(exc, ReadOnlyError):
+                    # Redis 6 reports a script's write on a replica as a generic script error
+                    conn.disconnect()
+                    raise ReadOnlyError(str(exc)) from exc
+                if self.is_transient(exc):
+                    conn.disconnect()  # NOREPLICAS, a demoted master: ask again on a new connection
+                raise
             except BaseException as exc:
-                if not isinstance(exc, self._reply_errors):
-                    conn.disconnect()  # a half-read reply would be the next call's answer
+                conn.disconnect()  # a half-read reply would be the next call's answer
+                if sent and self.is_transient(exc):
+                    raise ReplyLost(f"redis unavailable after the script was sent: {exc}") from exc
                 raise
 
     def _before_flush(self) -> None:

@@ -60,7 +60,9 @@ def test_a_failed_run_is_raised_to_every_caller_in_its_group_and_the_next_group_
     others = [threading.Thread(target=call, args=(row,)) for row in ("bad", "good")]
     for thread in others:
         thread.start()
+    deadline = time.monotonic() + 10
     while group._open is None or group._open.members < 2:  # both wait in the next group
+        assert time.monotonic() < deadline, "the two callers never formed a group"
         time.sleep(0.001)
     gate.set()
     for thread in [first, *others]:

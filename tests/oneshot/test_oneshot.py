@@ -451,11 +451,13 @@ def test_explicit_timestamps_are_the_event_millisecond_in_both_formats(accept, s
     assert int(float("1700000000.0015") * 1000) == 1700000000001
 
 
-ESCAPED = ['plain', 'x{', '{":"}', 'a","b', 'back\\slash', 'new\nline', 'tab\there', 'é ünï']
-UNESCAPED = ['plain', 'x{', '}{', '{}', 'a,b', 'k:v', '=', 'é ünï']  # nothing JSON escapes
+ESCAPED = ['plain', 'x{', '{":"}', 'a","b', 'back\\slash', 'new\nline', 'tab\there', 'é ünï', ',', ':']
+UNESCAPED = ['plain', 'x{', '}{', '{}', 'a,b', 'k:v', '=', 'é ünï', '-', '0']  # nothing JSON escapes
+ODD = [',', ':', ',,', ',x', 'x,', '":"']  # values the two replaces could take for structure
 
 
-@pytest.mark.parametrize("values", [ESCAPED, UNESCAPED], ids=["escapes", "no-escapes"])
+@pytest.mark.parametrize("values", [ESCAPED, UNESCAPED, ODD, [","], [":"]],
+                         ids=["escapes", "no-escapes", "odd", "comma", "colon"])
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
 def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accept, values):
     # The scrape renders its lines from the stored series keys (fast path: no JSON escape in
@@ -466,11 +468,11 @@ def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accep
     oneshot = OneShot(open_queue(state, QueueLimits(max_pending=100)), state)
     render([oneshot], Scrape("prom-a", time=1000.0))
     for i, value in enumerate(values):
-        oneshot.post([("a", value), ("n", str(i)), ("value", str(i + 0.5))], now=1001.0)
+        oneshot.post([("a", value), ("n", str(i)), ("z", value), ("value", str(i + 0.5))], now=1001.0)
     body = render([oneshot], Scrape("prom-a", time=1002.0), accept)[0].decode()
     expected = Metric("events_to_metrics", "x", "gauge")
     for i, value in enumerate(values):
-        expected.add_sample("events_to_metrics", {"a": value, "n": str(i)}, i + 0.5)
+        expected.add_sample("events_to_metrics", {"a": value, "n": str(i), "z": value}, i + 0.5)  # first and last
     lines = [line for line in encode([expected], openmetrics=accept is not None).decode().splitlines()
              if line.startswith("events_to_metrics{")]
     assert len(lines) == len(values)
@@ -518,3 +520,15 @@ def test_a_failing_queue_leaves_the_rest_of_the_scrape_and_loses_nothing(tmp_pat
     assert "events_to_metrics_event_count 1.0" in body and "events_to_metrics{" not in body
     assert 'events_to_metrics{type="deploy"} 1.0' in render([oneshot], Scrape("prom-a", time=1003.0))[0].decode()
     state.close()
+
+
+def test_zero_and_negative_zero_keep_their_own_text_in_one_scrape():
+    # 0.0 == -0.0, so a cache keyed by value would hand one the other's text.
+    state = MemoryState()
+    oneshot = OneShot(open_queue(state, QueueLimits(max_pending=100)), state)
+    render([oneshot], Scrape("prom-a", time=1000.0))
+    for i, value in enumerate(["0", "-0.0", "0", "-0"]):
+        oneshot.post([("n", str(i)), ("value", value)], now=1001.0)
+    body = render([oneshot], Scrape("prom-a", time=1002.0))[0].decode()
+    for i, text in enumerate(["0.0", "-0.0", "0.0", "-0.0"]):  # as prometheus_client writes them
+        assert f'events_to_metrics{{n="{i}"}} {text}\n' in body, body

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from servers import Redis
+from servers import HOST, Redis, ReplyCutter
 from servers_sentinel import Sentinel
 from conftest import start_real_server
 from statskit.errors import RetryableError
@@ -139,3 +139,31 @@ def test_one_shot_posts_survive_a_script_flush_and_a_redis_restart(tmp_path):
         backend.close()
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["redis-ran-it", "never-reached-redis"])
+def test_a_one_shot_batch_whose_answer_was_lost_is_stored_once(tmp_path, redis_server, applied):
+    # The connection breaks after the script went out: Redis may have run it (or not). The posts are
+    # answered (held in doubt, as spooled ones), and this process's mark decides once Redis
+    # answers again: dropped when it landed, sent again when it did not.
+    from statskit.oneshot import QueueLimits, open_queue
+    from statskit.oneshot.queue import Reporter
+
+    cutter = ReplyCutter(redis_server.port, command=b"EVALSHA", forward=applied)
+    try:
+        backend = open_backend("redis", str(tmp_path), 3600,
+                               SimpleNamespace(redis_url=f"redis://{HOST}:{cutter.port}/0", redis_prefix="cut"))
+        queue = open_queue(backend, QueueLimits(max_pending=100), Reporter(backend))
+        queue.scrape("prom-a", 1000)
+        queue.post('{"n":"1"}', 1.0, 1001)
+        cutter.armed.set()  # the next script: run and its answer dropped, or dropped on the way
+        queue.post('{"n":"2"}', 2.0, 1002)              # answered all the same
+        queue.post('{"n":"3"}', 3.0, 1003)
+        assert queue.flush(10.0)                        # the batch in doubt is settled
+        got = [(d.key, d.value) for d in queue.scrape("prom-a", 2000).deliveries]
+        assert got == [('{"n":"1"}', 1.0), ('{"n":"2"}', 2.0), ('{"n":"3"}', 3.0)]  # each once, in order
+        assert queue.scrape("prom-a", 2001).deliveries == []
+        queue.close(1.0)
+        backend.close()
+    finally:
+        cutter.close()

@@ -9,8 +9,6 @@ lower than before, and must count every increment it acknowledged.
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import time
 from types import SimpleNamespace
 from typing import Dict, List
@@ -19,7 +17,7 @@ import pytest
 
 import support
 from grafana_payloads import EXAMPLES_DURATION, JDOE, example_bytes, value_of
-from servers import HOST
+from servers import HOST, ReplyCutter
 from servers_sentinel import wait_until
 from statskit.errors import RetryableError
 from statskit.state import open_backend
@@ -167,60 +165,6 @@ def test_statskit_on_sentinel_follows_a_failover_without_restart_and_counters_ne
     for earlier, later in zip(seen, seen[1:]):  # no scrape ever shows a counter lower than before
         dropped = {k: (v, later.get(k)) for k, v in earlier.items() if later.get(k, 0.0) < v}
         assert not dropped, dropped
-
-
-class ReplyCutter:
-    """A loopback TCP proxy to a real Redis that, once armed, forwards the next request holding
-    EXEC and then closes the connection instead of passing the answer back: Redis applied the
-    transaction, the client only sees its connection break."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.armed = threading.Event()
-        self.closed = threading.Event()
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():  # bounded by close()
-            try:
-                client, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            server = socket.create_connection((HOST, self.target_port), timeout=10)
-            cut = threading.Event()
-            threading.Thread(target=self._pump, args=(client, server, cut, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, cut, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, cut: threading.Event, upstream: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if not upstream and cut.is_set():
-                    break  # the answer to the EXEC: dropped
-                if upstream and b"EXEC" in data and self.armed.is_set():
-                    self.armed.clear()
-                    cut.set()  # before forwarding: the answer may come back at once
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # a FIN now, though the other pump still reads it
-            except OSError:
-                pass
-            sock.close()
-
-    def close(self) -> None:
-        self.closed.set()
-        self.listener.close()
 
 
 def test_a_flush_whose_answer_was_lost_after_redis_applied_it_is_not_counted_twice(tmp_path, redis_server):
