@@ -11,8 +11,6 @@ more than the events in it.
 """
 from __future__ import annotations
 
-import secrets
-import socket
 import threading
 from typing import Any, List, Optional, Tuple
 
@@ -70,7 +68,7 @@ class RedisQueue(RecordsQueue):
 
     def _post_many(self, events: List[Post]) -> None:
         with self._send_lock:
-            self._own_mark()  # first: a forked worker leaves its parent's batch in doubt to the parent
+            self._own_mark()  # first: _settle and _send use its mark (a forked worker gets its own)
             self._settle()
             if events:
                 self._send(events)
@@ -82,7 +80,7 @@ class RedisQueue(RecordsQueue):
         so nothing is stored twice (or lost)."""
         records, logs = self.backend.records, self.backend.logs
         self._batch += 1
-        keys = [records.index(SERIES), *logs.keys(LOG), self._own_mark()]
+        keys = [records.index(SERIES), *logs.keys(LOG), self._mark]
         args: List[Any] = [self._batch, MARK_TTL]
         for key, value, time_ms in events:
             keys.append(records.key(SERIES, key))
@@ -109,7 +107,7 @@ class RedisQueue(RecordsQueue):
             return
         batch, events = self._doubt
         with self.backend.guard():
-            stored = self.backend.client.get(self._own_mark())
+            stored = self.backend.client.get(self._mark)
         self._doubt = None
         if stored is not None and int(stored) == batch:
             return  # it landed: the mark is set in the same script, and no batch ran since
@@ -119,12 +117,11 @@ class RedisQueue(RecordsQueue):
             self._doubt = (batch, events)  # not sent: Redis cannot have stored it under a newer number
             raise
 
-    def _own_mark(self) -> str:
-        if self._mark_pid != pid():  # a forked worker: its own mark, batches and doubt
+    def _own_mark(self) -> None:
+        if self._mark_pid != pid():  # a forked worker: its own mark, batches and doubt (the parent's is its own)
             self._mark_pid = pid()
-            self._mark = f"{self.backend.tag}:oneshot-mark:{socket.gethostname()}:{pid()}:{secrets.token_hex(4)}"
+            self._mark = self.backend.process_key("oneshot-mark")
             self._batch, self._doubt = 0, None
-        return self._mark
 
     def close(self, timeout: Optional[float] = None) -> None:
         super().close(timeout)

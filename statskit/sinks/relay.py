@@ -34,7 +34,6 @@ A sink is fed from the log when it has ``prepare`` and ``send`` (a :class:`Follo
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -47,6 +46,7 @@ from ..errors import RetryableError
 from ..events import Event
 from ..hostlock import HostLock
 from ..logs import RateLimit
+from ..process import pid
 
 log = logging.getLogger("statskit.sinks.relay")
 
@@ -120,9 +120,9 @@ class Relay:
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None or self._thread.pid != os.getpid():  # type: ignore[attr-defined]
+        if self._thread is None or self._thread.pid != pid():  # type: ignore[attr-defined]
             thread = threading.Thread(target=self._run, name=f"statskit-relay-{self.name}", daemon=True)
-            thread.pid = os.getpid()  # type: ignore[attr-defined]
+            thread.pid = pid()  # type: ignore[attr-defined]
             self._thread = thread
             thread.start()
 
@@ -133,12 +133,12 @@ class Relay:
         self._stop.set()
         self._wake.set()
         thread = self._thread
-        if thread is not None and thread.is_alive() and getattr(thread, "pid", 0) == os.getpid():
+        if thread is not None and thread.is_alive() and getattr(thread, "pid", 0) == pid():
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         drained = self.drain(left) if self.lock.held() else True
-        for pid, executor in self._threads.values():
-            if pid == os.getpid():
+        for owner, executor in self._threads.values():
+            if owner == pid():
                 # A read ahead or a cursor commit still running must end before close returns:
                 # the caller closes the database next, and closing a connection that another
                 # thread is using crashes the process (a segfault in sqlite3, seen in CI).
@@ -232,26 +232,26 @@ class Relay:
     def _cursor(self) -> int:
         """Where the next batch starts: the log's cursor, or what this process's sends have
         confirmed since (its commit may still be on the way)."""
-        pid, confirmed = self._confirmed
+        owner, confirmed = self._confirmed
         cursor = self.log.cursor(self.name)
-        return max(cursor, confirmed) if pid == os.getpid() else cursor
+        return max(cursor, confirmed) if owner == pid() else cursor
 
     def _confirm(self, upto: int) -> None:
         """The sink has every event up to ``upto``: move the cursor there, on the cursor thread
         (a write transaction, in outbox mode one that trims the log, while the next batch is
         already being sent). Confirmations that come while one commit waits share it."""
-        self._confirmed = (os.getpid(), upto)
-        if self._storing == os.getpid():
+        self._confirmed = (pid(), upto)
+        if self._storing == pid():
             return
-        self._storing = os.getpid()
+        self._storing = pid()
         if self._submit("cursor", self._store_cursor) is None:  # shut down (interpreter exit): store it here
             self._store_cursor()
 
     def _store_cursor(self) -> None:
         """Commit the confirmed position (never back; a failure is retried by the next one)."""
         self._storing = 0  # before reading the position: a confirmation from now on submits again
-        pid, confirmed = self._confirmed
-        if pid != os.getpid() or confirmed <= 0:
+        owner, confirmed = self._confirmed
+        if owner != pid() or confirmed <= 0:
             return
         try:
             self.log.set_cursor(self.name, confirmed)
@@ -274,10 +274,10 @@ class Relay:
 
     def _submit(self, kind: str, call: Callable[..., Any], *args: Any) -> "Optional[Future[Any]]":
         """Run ``call`` on this relay's ``kind`` thread in this process; None once shut down."""
-        pid, executor = self._threads.get(kind, (0, None))
-        if executor is None or pid != os.getpid():
+        owner, executor = self._threads.get(kind, (0, None))
+        if executor is None or owner != pid():
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"statskit-relay-{self.name}-{kind}")
-            self._threads[kind] = (os.getpid(), executor)
+            self._threads[kind] = (pid(), executor)
         try:
             return executor.submit(call, *args)
         except RuntimeError:  # shut down (interpreter exit)
@@ -292,7 +292,7 @@ class Relay:
     def _ready(self, cursor: int) -> Optional[Tuple[int, int, List[Any]]]:
         """The batch after ``cursor``: the one read ahead when it starts there, else read now."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and self._threads.get("ahead", (0,))[0] == os.getpid():
+        if ahead is not None and self._threads.get("ahead", (0,))[0] == pid():
             after, future = ahead
             try:
                 result = future.result()

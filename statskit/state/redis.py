@@ -23,7 +23,6 @@ also tells, after a flush that failed, whether Redis applied it before the conne
 """
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import threading
@@ -156,7 +155,7 @@ class RedisState(BufferedCounters):
         """After a flush that failed, its rows are back in the buffer. If it failed after Redis
         applied it (the connection broke before the answer came), the mark says so: its rows
         are taken out of the buffer again instead of being counted twice."""
-        if self._doubt is None or self._writer_pid != os.getpid():
+        if self._doubt is None or self._writer_pid != pid():
             return
         seq, doubt = self._doubt
         with self.guard():
@@ -192,10 +191,15 @@ class RedisState(BufferedCounters):
         self._seq = seq
         return lost
 
+    def process_key(self, kind: str) -> str:
+        """A new key of this process alone (``{tag}:<kind>:<host>:<pid>:<nonce>``): a mark that
+        tells which of its writes Redis has (the counter flushes', the one-shot batches')."""
+        return f"{self.tag}:{kind}:{socket.gethostname()}:{pid()}:{secrets.token_hex(4)}"
+
     def _own_writer(self) -> str:
-        if self._writer_pid != os.getpid():  # a forked worker writes (and replays) its own flushes only
-            self._writer_pid = os.getpid()
-            self._writer = f"{self.tag}:writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        if self._writer_pid != pid():  # a forked worker writes (and replays) its own flushes only
+            self._writer_pid = pid()
+            self._writer = self.process_key("writer")
             self._seq, self._flushed, self._flushed_rows, self._doubt = 0, deque(), 0, None
         return self._writer
 
@@ -238,7 +242,7 @@ class RedisState(BufferedCounters):
     def close(self) -> None:
         try:
             super().close()
-            if self._writer_pid == os.getpid() and self._seq:
+            if self._writer_pid == pid() and self._seq:
                 try:  # nothing of this process is left to send again
                     self.client.delete(self._writer)
                 except Exception as exc:
