@@ -58,7 +58,7 @@ class SessionTracker:
         self._worker_lock = threading.Lock()  # gthread workers: one applier thread per process
         self.journal = journal  # a PayloadJournal: submit(body=...) is durable before it returns
         if journal is not None:
-            journal.apply = self._apply_batch
+            journal.apply = lambda entries: self._apply_batch([(p, received) for p, received, _ in entries])
             journal.start()  # payloads a crash left in the journal are applied without waiting for new ones
         for relay in self.relays:
             relay.start()  # (built in the serving process: create_app runs after gunicorn's fork)
@@ -70,7 +70,7 @@ class SessionTracker:
         from ..state import store_for
         from ..state.sqlite import SQLiteDB, database_path
         from .decoding import decode_payload
-        from .journal import PayloadJournal
+        from ..journal import PayloadJournal
         from .sessionlog import SessionLog
         from .stores import open_session_cache
 
@@ -81,7 +81,8 @@ class SessionTracker:
         # store. None with the memory backend (one process, nothing durable: the queue in memory).
         db = store_for(state, {"sqlite": lambda backend: backend.db, "memory": lambda backend: None},
                        lambda _: SQLiteDB(database_path(settings.server.data_dir)))
-        journal = None if db is None else PayloadJournal(db, lambda items: None, decode=decode_payload,
+        journal = None if db is None else PayloadJournal(db, lambda entries: None, decode=decode_payload,
+                                                         table="grafana_journal",
                                                          commit_wait=settings.sqlite.commit_wait)
         point_sinks: List[Any] = influx
         relays: List[Relay] = []

@@ -1,25 +1,28 @@
-"""Panel payloads are journaled before their 201: ``POST /write`` answers once its payload is
-committed to a SQLite journal on the host (group commit, as the event store's); the process that
-took it applies its payloads to the sessions in arrival order, deleting what it applied (so a
-scrape of that worker sees its own payloads at once, as before the journal).
+"""Requests journaled before their answer: ``append`` returns once its payload is committed to
+a SQLite table on the host (group commit, as the event store's); the process that took it
+applies its payloads in arrival order on a thread of its own, deleting what it applied.
+``POST /write`` journals its panel payloads here (``grafana_journal``), and so do one-shot posts
+that find Redis away (``oneshot_journal``).
 
 So a crash (kill -9 included) loses no acknowledged payload: each process holds a lock file
 while it lives, and another process adopts the rows of one whose lock is free (dead) and
-applies them. The shared session store being down (Redis restarting) does not stop the
+applies them. The store behind ``apply`` being down (Redis restarting) does not stop the
 route either: payloads wait in the journal, on disk, until it is back. A payload whose
 application was done but not yet deleted when the process died is applied again at the restart
-(at least once): a heartbeat applied twice changes nothing, since a session only moves forward
-to a later payload time.
+(at least once), unless ``settled`` tells the adopter how far the dead process got; each
+entry reaches ``apply`` with its number (``seq``, increasing for each owner) for that: a store
+that records the last number it applied for an owner can skip what it has already.
 
     >>> import os, tempfile
     >>> from statskit.state.sqlite import SQLiteDB
     >>> applied = []
-    >>> journal = PayloadJournal(SQLiteDB(os.path.join(tempfile.mkdtemp(), "j.db")), applied.extend, decode=bytes.decode)
+    >>> journal = PayloadJournal(SQLiteDB(os.path.join(tempfile.mkdtemp(), "j.db")), applied.extend,
+    ...                          decode=bytes.decode, table="demo_journal")
     >>> journal.append(b"payload", 1.5)
     >>> journal.flush(5.0)
     True
     >>> applied
-    [('payload', 1.5)]
+    [('payload', 1.5, 1)]
 """
 from __future__ import annotations
 
@@ -32,15 +35,15 @@ import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..errors import RetryableError
-from ..hostlock import HostLock
-from ..logs import RateLimit
-from ..state.sqlite_writer import CommitBeforeReturn
+from .errors import RetryableError
+from .hostlock import HostLock
+from .logs import RateLimit
+from .state.sqlite_writer import CommitBeforeReturn
 
-log = logging.getLogger("statskit.grafana.journal")
+log = logging.getLogger("statskit.journal")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS grafana_journal (
+CREATE TABLE IF NOT EXISTS {table} (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
     owner    TEXT NOT NULL,     -- the process (journal instance) that took it and applies it
     received REAL NOT NULL,     -- when statskit got it (the session clock's "now")
@@ -48,21 +51,27 @@ CREATE TABLE IF NOT EXISTS grafana_journal (
 )
 """
 
-Item = Tuple[Any, float]  # (decoded payload, received)
+Entry = Tuple[Any, float, int]  # (decoded payload, received, seq)
 ADOPT_EVERY = 5.0  # seconds between two looks for rows of processes that died
 MAX_DECODED = 10_000  # payloads kept decoded for the thread that applies them (beyond: decoded again)
 _MISSING = object()
 
 
 class PayloadJournal:
-    """``append`` commits a payload; this process's thread applies it (and adopts the dead's)."""
+    """``append`` commits a payload; this process's thread applies it (and adopts the dead's).
 
-    def __init__(self, db: Any, apply: Callable[[List[Item]], None], *, decode: Callable[[bytes], Any],
-                 batch: int = 1000, interval: float = 0.05, commit_wait: float = 0.002) -> None:
+    ``settled(owner)``: the highest ``seq`` of that (dead) owner's entries that the store has
+    already; the adopter deletes those instead of applying them again."""
+
+    def __init__(self, db: Any, apply: Callable[[List[Entry]], None], *, decode: Callable[[bytes], Any],
+                 table: str, settled: Optional[Callable[[str], int]] = None, batch: int = 1000,
+                 interval: float = 0.05, commit_wait: float = 0.002) -> None:
         self.db = db
-        db.ensure_schema(SCHEMA)
+        self.table = table
+        db.ensure_schema(SCHEMA.format(table=table))
         self.apply = apply
         self.decode = decode
+        self.settled = settled
         self.batch = batch
         self.interval = interval
         self.group: CommitBeforeReturn[Tuple[str, float, bytes]] = CommitBeforeReturn(db, self._insert,
@@ -75,6 +84,8 @@ class PayloadJournal:
         self._thread: Optional[threading.Thread] = None
         self._thread_lock = threading.Lock()
         self._failures = RateLimit(10.0)
+        self._unapplied = 0  # this process's rows not yet applied, an upper bound (see waiting())
+        self._count_lock = threading.Lock()
         # The payloads append's callers decoded already, by row (received, body): applying them
         # does not decode them again. Rows of other processes (adopted) are decoded.
         self._decoded: Dict[Tuple[float, bytes], Any] = {}
@@ -83,7 +94,7 @@ class PayloadJournal:
         return f"{self.db.path}.journal-{owner}.lock"
 
     def _insert(self, conn: sqlite3.Connection, rows: List[Tuple[str, float, bytes]]) -> None:
-        conn.executemany("INSERT INTO grafana_journal (owner, received, body) VALUES (?, ?, ?)", rows)
+        conn.executemany(f"INSERT INTO {self.table} (owner, received, body) VALUES (?, ?, ?)", rows)
 
     def append(self, body: bytes, received: float, decoded: Any = _MISSING) -> None:
         """Return once the payload is committed (raises when it cannot be: nothing stored).
@@ -96,37 +107,55 @@ class PayloadJournal:
         key = (received, body)
         if decoded is not _MISSING and len(self._decoded) < MAX_DECODED:
             self._decoded[key] = decoded  # before the commit: the thread may apply the row at once
+        self._count(1)  # before the commit: the thread may apply the row at once
         try:
             self.group.commit([(self.owner, received, body)])
         except BaseException:
+            self._count(-1)
             self._decoded.pop(key, None)
             raise
+
+    def waiting(self) -> int:
+        """This process's rows not applied yet, without asking the database: never less than
+        the truth (a caller that must keep its order behind them can trust a 0)."""
+        return self._unapplied
+
+    def _count(self, n: int) -> None:
+        with self._count_lock:
+            self._unapplied = max(0, self._unapplied + n)
 
     def start(self) -> None:
         with self._thread_lock:
             if self._thread is None:
                 self.lock.take()  # a new name: nobody else holds it
-                self._thread = threading.Thread(target=self._run, name="statskit-grafana-journal", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=f"statskit-{self.table}", daemon=True)
                 self._thread.start()
 
     def pending(self) -> int:
         """This process's payloads not applied yet."""
-        return int(self.db.connection().execute("SELECT count(*) FROM grafana_journal WHERE owner = ?",
+        return int(self.db.connection().execute(f"SELECT count(*) FROM {self.table} WHERE owner = ?",
                                                 (self.owner,)).fetchone()[0])
 
     def adopt(self) -> int:
-        """Take over the rows of journals whose process is gone (their lock is free)."""
+        """Take over the rows of journals whose process is gone (their lock is free). They are
+        numbered anew, after this process's own: each owner's numbers keep increasing."""
+        table = self.table
         owners = [row[0] for row in self.db.connection().execute(
-            "SELECT DISTINCT owner FROM grafana_journal WHERE owner != ?", (self.owner,))]
+            f"SELECT DISTINCT owner FROM {table} WHERE owner != ?", (self.owner,))]
         adopted = 0
         for owner in owners:
             other = HostLock(self._lock_path(owner))
             if not other.take():
                 continue  # alive: it applies its own
             try:
+                done = self.settled(owner) if self.settled is not None else 0  # before any change
                 with self.db.transaction() as conn:
-                    adopted += conn.execute("UPDATE grafana_journal SET owner = ? WHERE owner = ?",
-                                            (self.owner, owner)).rowcount
+                    conn.execute(f"DELETE FROM {table} WHERE owner = ? AND seq <= ?", (owner, done))
+                    moved = conn.execute(f"INSERT INTO {table} (owner, received, body) SELECT ?, received, body "
+                                         f"FROM {table} WHERE owner = ? ORDER BY seq", (self.owner, owner)).rowcount
+                    conn.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
+                self._count(moved)
+                adopted += moved
             finally:
                 other.release()
             try:
@@ -134,7 +163,7 @@ class PayloadJournal:
             except OSError:
                 pass
         if adopted:
-            log.warning("applying %d panel payloads a stopped process had acknowledged", adopted)
+            log.warning("%s: applying %d payloads a stopped process had acknowledged", table, adopted)
         return adopted
 
     # -- applying --------------------------------------------------------------------------
@@ -153,8 +182,8 @@ class PayloadJournal:
             except Exception as exc:  # the store is down or locked: the journal keeps the payloads
                 attempt += 1
                 if self._failures.allow("apply"):
-                    log.warning("applying panel payloads failed, retrying (%s); they wait in the journal (%d more "
-                                "failures not logged)", exc, self._failures.suppressed("apply"),
+                    log.warning("%s: applying payloads failed, retrying (%s); they wait in the journal (%d more "
+                                "failures not logged)", self.table, exc, self._failures.suppressed("apply"),
                                 exc_info=not isinstance(exc, (RetryableError, sqlite3.Error)))
                 self._stop.wait(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
                 continue
@@ -164,18 +193,19 @@ class PayloadJournal:
 
     def _apply_once(self) -> int:
         rows = self.db.connection().execute(
-            "SELECT seq, received, body FROM grafana_journal WHERE owner = ? ORDER BY seq LIMIT ?",
+            f"SELECT seq, received, body FROM {self.table} WHERE owner = ? ORDER BY seq LIMIT ?",
             (self.owner, self.batch)).fetchall()
         if not rows:
             return 0
         take = self._decoded.pop
-        items = []
-        for _, received, body in rows:
+        entries = []
+        for seq, received, body in rows:
             payload = take((received, body), _MISSING)
-            items.append((self.decode(body) if payload is _MISSING else payload, received))
-        self.apply(items)
+            entries.append((self.decode(body) if payload is _MISSING else payload, received, seq))
+        self.apply(entries)
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM grafana_journal WHERE owner = ? AND seq <= ?", (self.owner, rows[-1][0]))
+            conn.execute(f"DELETE FROM {self.table} WHERE owner = ? AND seq <= ?", (self.owner, rows[-1][0]))
+        self._count(-len(rows))
         return len(rows)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -191,8 +221,8 @@ class PayloadJournal:
                     return True
             except Exception as exc:  # rate-limited with the thread's: a scrape flushes too
                 if self._failures.allow("apply"):
-                    log.warning("applying panel payloads failed (%s); they stay in the journal (%d more failures "
-                                "not logged)", exc, self._failures.suppressed("apply"))
+                    log.warning("%s: applying payloads failed (%s); they stay in the journal (%d more failures "
+                                "not logged)", self.table, exc, self._failures.suppressed("apply"))
                 if deadline is None or time.monotonic() >= deadline:
                     return False
                 time.sleep(0.05)
