@@ -6,6 +6,7 @@ import time or in helpers import them from here.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 from statskit.config import Settings, load_settings
@@ -50,3 +51,17 @@ def run_threads(target: Callable[..., Any], args: Sequence[tuple], timeout: floa
     if errors:
         raise errors[0]
     assert not any(t.is_alive() for t in threads), f"threads still running after {timeout} s"
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """``check()``'s first truthy value, asked every ``interval`` s; fails after ``timeout`` s.
+    For what a background thread or another process does after a call returned (bounded; no
+    timing is asserted)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:g} s; last {last!r}")

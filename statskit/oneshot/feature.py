@@ -10,6 +10,7 @@ from ..config import (
     parse_positive_int,
 )
 from ..feature import Built, Context
+from ..state.sqlite import SQLiteDB, database_path
 from .collector import OneShot
 from .queue import QueueLimits, Reporter
 from .stores import open_queue
@@ -41,7 +42,9 @@ class OneShotFeature:
 
     def build(self, ctx: Context) -> Built:
         settings = ctx.settings
-        queue = open_queue(ctx.state, QueueLimits.from_settings(settings.oneshot), Reporter(ctx.state))
+        queue = open_queue(ctx.state, QueueLimits.from_settings(settings.oneshot), Reporter(ctx.state),
+                           host_db=lambda: SQLiteDB(database_path(settings.server.data_dir)),
+                           commit_wait=settings.sqlite.commit_wait)
         oneshot = OneShot(queue, ctx.state, explicit_timestamps=settings.oneshot.use_explicit_timestamps,
                           max_event_bytes=settings.limits.max_event_bytes,
                           require_scrape_token=settings.oneshot.require_scrape_token)

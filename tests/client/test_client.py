@@ -40,7 +40,7 @@ from statskit_server import create_app
 from gunicorn_server import StatskitServer
 
 ROOT = Path(__file__).resolve().parents[2]
-from support import SECRET  # noqa: E402  (the one test secret)
+from support import SECRET, until  # noqa: E402  (the one test secret)
 ID = re.compile(r"entry_[0-9a-f]{32}")
 
 
@@ -48,15 +48,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(predicate, what: str, tries: int = 200) -> None:
-    """For what a worker thread does after the call returned (bounded, no timing asserted)."""
-    for _ in range(tries):
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
 
 
 # --- the real server, in-process ---------------------------------------------------------
@@ -469,7 +460,7 @@ def test_full_queue_drops_the_newest_and_says_so(clients):
     assert all(isinstance(exc, DroppedError) and exc.reason == "queue_full" for exc, _ in errors)
 
     assert client.shutdown(0.3) is False  # bounded, although nothing can be delivered
-    wait_for(lambda: client.dropped == 50, "the five queued events given up")
+    until(lambda: client.dropped == 50, "the five queued events given up")
     assert sorted(uid for uid, reason in dropped if reason == "shutdown") == sorted(f"u{i}" for i in range(5))
     client.log({"uid": "late", "event": "overflow"})
     assert client.drops == {"queue_full": 45, "shutdown": 6} and dropped[-1] == ("late", "shutdown")
@@ -483,7 +474,7 @@ def test_flush_is_bounded_when_the_server_is_down(clients):
     with pytest.warns(ClientWarning, match="shutdown") as warned:
         assert client.shutdown(0.1) is False
         # (the worker thread counts the drop, then warns: wait for both)
-        wait_for(lambda: client.dropped == 1 and len(warned) > 0, "the retried event given up at shutdown", tries=750)
+        until(lambda: client.dropped == 1 and len(warned) > 0, "the retried event given up at shutdown", timeout=30)
     assert client.drops == {"shutdown": 1}
 
 
@@ -513,7 +504,7 @@ def test_retry_after_is_waited_out_even_while_new_events_arrive(fake, clients):
     client = Analytics({"url": srv.url, "access_token": "t", "max_latency": 0.01})
     clients.append(client)
     client.log({"uid": "u", "event": "first"})
-    wait_for(lambda: len(srv.requests) == 1, "the first attempt")
+    until(lambda: len(srv.requests) == 1, "the first attempt")
     for i in range(20):
         client.log({"uid": "u", "event": f"meanwhile-{i}"})
         time.sleep(0.02)
@@ -535,7 +526,7 @@ def test_a_short_flush_does_not_cancel_a_longer_one():
     worker = BatchWorker(send, max_latency=0.01, backoff=20.0, max_backoff=20.0)
     worker._backoff = lambda attempt: 20.0  # no jitter: the wait is surely longer than the test
     worker.submit("x")
-    wait_for(lambda: len(attempts) == 1, "the first attempt")
+    until(lambda: len(attempts) == 1, "the first attempt")
     done = []
     long_flush = threading.Thread(target=lambda: done.append(worker.flush(10.0)))
     long_flush.start()

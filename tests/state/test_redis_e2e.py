@@ -13,6 +13,7 @@ from grafana_payloads import JDOE, example_bytes, value_of
 from gunicorn_server import StatskitServer
 from servers import Redis
 from conftest import start_real_server
+from support import until
 
 pytestmark = pytest.mark.e2e
 
@@ -22,10 +23,9 @@ SESSIONS = "grafana_analytics_sessions_total"
 
 
 def hosts(tmp_path, redis, prefix="e2e"):
-# --threads 1 (sync workers): POST /write is applied by each worker's batch thread up to 50 ms
-    # after its answer, so with threaded workers a session's later payload posted to the other
-    # worker overtakes the earlier one more often (seen under load). Not yet durable before
-    # the answer (issue 15).
+    # --threads 1 (sync workers): POST /write is applied by each worker's journal thread up to
+    # 50 ms after its answer, so with threaded workers a session's later payload posted to the
+    # other worker overtakes the earlier one more often (seen under load).
     args = ["--state", "redis", "--redis-url", redis.url, "--sinks", "sqlite,prometheus", "--threads", "1"]
     env = {"STATSKIT_REDIS_PREFIX": prefix}
     return [StatskitServer(tmp_path / f"host-{i}", workers=2, args=args, env=env) for i in "ab"]
@@ -34,16 +34,6 @@ def hosts(tmp_path, redis, prefix="e2e"):
 def accepted(text: str, event: str) -> float:
     match = re.search(r'statskit_events_accepted_total\{event="%s",measurement="analytics"\} (\S+)' % event, text)
     return float(match.group(1)) if match else 0.0
-
-
-def until(check, what, tries=150):
-    last = None
-    for _ in range(tries):
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not reached; last {last!r}")
 
 
 def oneshot_samples(host, scraper):
@@ -123,6 +113,33 @@ def test_redis_down_for_a_while_loses_nothing_acknowledged_and_never_answers_500
             until(lambda: accepted(requests.get(a.url + "/metrics", timeout=10).text, "outage") == acknowledged,
                   f"all {acknowledged} acknowledged events counted")
     finally:
+        redis.close()
+
+
+def test_one_shot_posts_answered_while_redis_was_down_survive_a_kill_9_of_the_host(tmp_path):
+    # They wait in the host's journal on disk, not in the workers' memory: killed with every
+    # worker (kill -9 of the process group) before Redis came back, the host sends them when it
+    # starts again, each once.
+    redis = start_real_server(lambda: Redis(tmp_path / "redis", appendonly=True))
+    host = StatskitServer(tmp_path / "host", workers=2, own_group=True, env={"STATSKIT_REDIS_PREFIX": "kill"},
+                          args=["--state", "redis", "--redis-url", redis.url])
+    try:
+        host.start()
+        assert oneshot_samples(host, "prom-a") == []  # the scraper is tracked from here
+        redis.stop()
+        for i in range(20):
+            resp = requests.post(host.url + "/event", params={"type": "deploy", "build": str(i)}, timeout=10)
+            assert resp.status_code == 200, resp.text
+        host.kill_group()
+        redis.start()
+        host.start()
+        seen: list = []
+        until(lambda: seen.extend(oneshot_samples(host, "prom-a")) or len(seen) >= 20, "the journaled posts sent")
+        builds = sorted(int(re.search(r'build="(\d+)"', line).group(1)) for line in seen)
+        assert builds == list(range(20))  # every one, once
+        assert oneshot_samples(host, "prom-a") == []
+    finally:
+        host.stop()
         redis.close()
 
 
