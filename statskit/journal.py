@@ -176,8 +176,10 @@ class PayloadJournal:
                 if time.monotonic() >= next_adopt:
                     next_adopt = time.monotonic() + ADOPT_EVERY
                     self.adopt()
-                with self._mutex:
-                    moved = self._apply_once()
+                moved = 0
+                if self._unapplied:  # (an upper bound: 0 means nothing of ours to read)
+                    with self._mutex:
+                        moved = self._apply_once()
                 attempt = 0
             except Exception as exc:  # the store is down or locked: the journal keeps the payloads
                 attempt += 1
