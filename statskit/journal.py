@@ -107,7 +107,7 @@ class PayloadJournal:
         key = (received, body)
         if decoded is not _MISSING and len(self._decoded) < MAX_DECODED:
             self._decoded[key] = decoded  # before the commit: the thread may apply the row at once
-        self._count(1)  # before the commit: the thread may apply the row at once
+        self._count(1)  # counted before the commit too, so the count is never below the rows
         try:
             self.group.commit([(self.owner, received, body)])
         except BaseException:
