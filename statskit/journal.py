@@ -86,6 +86,10 @@ class PayloadJournal:
         self._failures = RateLimit(10.0)
         self._unapplied = 0  # this process's rows not yet applied, an upper bound (see waiting())
         self._count_lock = threading.Lock()
+        # This process's rows up to here are applied; deleting them may lag (a full disk must not
+        # stop the rows after them): they are read after it, and deleted at the next chance.
+        self._applied_upto = 0
+        self._deleted_upto = 0
         # The payloads append's callers decoded already, by row (received, body): applying them
         # does not decode them again. Rows of other processes (adopted) are decoded.
         self._decoded: Dict[Tuple[float, bytes], Any] = {}
@@ -122,7 +126,7 @@ class PayloadJournal:
 
     def _count(self, n: int) -> None:
         with self._count_lock:
-            self._unapplied = max(0, self._unapplied + n)
+            self._unapplied += n
 
     def start(self) -> None:
         with self._thread_lock:
@@ -133,12 +137,17 @@ class PayloadJournal:
 
     def pending(self) -> int:
         """This process's payloads not applied yet."""
-        return int(self.db.connection().execute(f"SELECT count(*) FROM {self.table} WHERE owner = ?",
-                                                (self.owner,)).fetchone()[0])
+        return int(self.db.connection().execute(f"SELECT count(*) FROM {self.table} WHERE owner = ? AND seq > ?",
+                                                (self.owner, self._applied_upto)).fetchone()[0])
 
     def adopt(self) -> int:
         """Take over the rows of journals whose process is gone (their lock is free). They are
-        numbered anew, after this process's own: each owner's numbers keep increasing."""
+        numbered anew, after this process's own (each owner's numbers keep increasing), so they
+        are applied after what this process took before adopting them."""
+        with self._mutex:  # no apply between the move and its count
+            return self._adopt()
+
+    def _adopt(self) -> int:
         table = self.table
         owners = [row[0] for row in self.db.connection().execute(
             f"SELECT DISTINCT owner FROM {table} WHERE owner != ?", (self.owner,))]
@@ -149,13 +158,21 @@ class PayloadJournal:
                 continue  # alive: it applies its own
             try:
                 done = self.settled(owner) if self.settled is not None else 0  # before any change
-                with self.db.transaction() as conn:
-                    conn.execute(f"DELETE FROM {table} WHERE owner = ? AND seq <= ?", (owner, done))
-                    moved = conn.execute(f"INSERT INTO {table} (owner, received, body) SELECT ?, received, body "
-                                         f"FROM {table} WHERE owner = ? ORDER BY seq", (self.owner, owner)).rowcount
-                    conn.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
-                self._count(moved)
-                adopted += moved
+                # Nobody else writes the rows of an owner whose lock we hold: count them first,
+                # so that waiting() is never below the rows (a post may not pass them).
+                (moving,) = self.db.connection().execute(f"SELECT count(*) FROM {table} WHERE owner = ? AND seq > ?",
+                                                         (owner, done)).fetchone()
+                self._count(moving)
+                try:
+                    with self.db.transaction() as conn:
+                        conn.execute(f"DELETE FROM {table} WHERE owner = ? AND seq <= ?", (owner, done))
+                        conn.execute(f"INSERT INTO {table} (owner, received, body) SELECT ?, received, body "
+                                     f"FROM {table} WHERE owner = ? ORDER BY seq", (self.owner, owner))
+                        conn.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
+                except BaseException:
+                    self._count(-moving)
+                    raise
+                adopted += moving
             finally:
                 other.release()
             try:
@@ -194,9 +211,10 @@ class PayloadJournal:
                 self._wake.clear()
 
     def _apply_once(self) -> int:
+        self._delete_applied()
         rows = self.db.connection().execute(
-            f"SELECT seq, received, body FROM {self.table} WHERE owner = ? ORDER BY seq LIMIT ?",
-            (self.owner, self.batch)).fetchall()
+            f"SELECT seq, received, body FROM {self.table} WHERE owner = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (self.owner, self._applied_upto, self.batch)).fetchall()
         if not rows:
             return 0
         take = self._decoded.pop
@@ -205,10 +223,27 @@ class PayloadJournal:
             payload = take((received, body), _MISSING)
             entries.append((self.decode(body) if payload is _MISSING else payload, received, seq))
         self.apply(entries)
-        with self.db.transaction() as conn:
-            conn.execute(f"DELETE FROM {self.table} WHERE owner = ? AND seq <= ?", (self.owner, rows[-1][0]))
+        self._applied_upto = rows[-1][0]
         self._count(-len(rows))
+        self._delete_applied()
         return len(rows)
+
+    def _delete_applied(self) -> None:
+        """Delete the rows applied so far; a failure (a full disk) leaves them for the next try.
+        Rows a process applied but could not delete before it died are applied again by the
+        adopter, unless ``settled`` says they were."""
+        if self._deleted_upto >= self._applied_upto:
+            return
+        upto = self._applied_upto
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(f"DELETE FROM {self.table} WHERE owner = ? AND seq <= ?", (self.owner, upto))
+        except Exception as exc:
+            if self._failures.allow("delete"):
+                log.warning("%s: deleting applied payloads failed (%s); deleted later (%d more failures not logged)",
+                            self.table, exc, self._failures.suppressed("delete"))
+            return
+        self._deleted_upto = upto
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Apply this process's payloads now; False when ``timeout`` ran out first (the store

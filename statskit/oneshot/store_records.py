@@ -62,8 +62,9 @@ class RecordsQueue:
         self.logs = logs
         self.limits = limits
         self.reporter = reporter
-        # Posts that found the store down wait here and go in, in order, once it is back: a
-        # POST /event is still answered while Redis restarts (see the README's Redis section).
+        # Posts that found the store down wait here, in memory, and go in, in order, once it is
+        # back. (The server's Redis queue journals them on the host's disk instead, see
+        # store_redis.py; its spool only carries the nudge that settles a batch in doubt.)
         self._spool = BatchWorker(self._post_spooled, max_queue=max_spooled, batch_size=500, max_latency=0.05,
                                   max_retries=None, backoff=0.1, max_backoff=2.0, name="statskit-oneshot-spool")
 

@@ -29,16 +29,20 @@ _SETTLE: Any = ("", 0.0, 0)  # spooled to have the spool thread settle a batch i
 
 # KEYS: the series index, the log, its counter, the mark (this process's, or the journal's),
 # then each event's series record; ARGV: the mark's new value, its lifetime (s), '1' for journal
-# entries (those at or below the mark are skipped: stored already), then four per event (journal
-# number or 0, time, encoded event, series key). Returns the last number, the newest stamp and
-# how many events it stored.
+# entries (those at or below the mark are skipped: stored already; all of them once the mark is
+# fenced, see _FENCE), then four per event (journal number or 0, time, encoded event, series
+# key). Returns the last number, the newest stamp and how many events it stored.
 _POST = """
 local n = (#ARGV - 3) / 4
-local done = nil
-if ARGV[3] == '1' then done = tonumber(redis.call('GET', KEYS[4]) or '0') end
+local done, fenced = nil, false
+if ARGV[3] == '1' then
+  local mark = redis.call('GET', KEYS[4]) or '0'
+  fenced = string.sub(mark, 1, 2) == 'F:'
+  if not fenced then done = tonumber(mark) end
+end
 local fresh = {}
 for i = 1, n do
-  if not done or tonumber(ARGV[4 * i]) > done then fresh[#fresh + 1] = i end
+  if not fenced and (not done or tonumber(ARGV[4 * i]) > done) then fresh[#fresh + 1] = i end
 end
 local m = #fresh
 local last = redis.call('INCRBY', KEYS[3], m)
@@ -58,8 +62,19 @@ for j = 1, m do
   redis.call('ZADD', KEYS[2], seq, string.format('%016x', seq) .. stamp .. string.sub(ARGV[4 * i + 2], 9))
   if t > newest then newest = t end
 end
-redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
+if not fenced then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2]) end
 return {last, newest, m}
+"""
+
+# Before adopting a dead journal's entries: its mark (the last entry Redis stored), fenced in the
+# same step, so that a script of that process still on its way stores nothing when it arrives
+# (its entries are the adopter's now). Asked again (the adoption failed), the same answer.
+# KEYS: the mark; ARGV: its lifetime (s).
+_FENCE = """
+local mark = redis.call('GET', KEYS[1]) or '0'
+if string.sub(mark, 1, 2) == 'F:' then return string.sub(mark, 3) end
+redis.call('SET', KEYS[1], 'F:' .. mark, 'EX', ARGV[1])
+return mark
 """
 
 
@@ -73,6 +88,7 @@ class RedisQueue(RecordsQueue):
         super().__init__(backend.records, backend.logs, limits, reporter)
         self.backend = backend
         self._script = backend.client.register_script(_POST)
+        self._fence = backend.client.register_script(_FENCE)
         self._group: GroupCall[Post] = GroupCall(self._post_many)
         self._send_lock = threading.Lock()  # one batch at a time, and none while one is in doubt
         self._mark, self._mark_pid, self._batch = "", 0, 0
@@ -110,10 +126,10 @@ class RedisQueue(RecordsQueue):
         return f"{self.backend.tag}:oneshot-journal:{owner}"
 
     def _settled(self, owner: str) -> int:
-        """The last journal entry of ``owner`` that Redis stored (asked before adopting its rows)."""
+        """The last journal entry of ``owner`` that Redis stored, its mark fenced (asked before
+        adopting its rows)."""
         with self.backend.guard():
-            done = self.backend.client.get(self._journal_key(owner))
-        return int(done) if done is not None else 0
+            return int(self._fence(keys=[self._journal_key(owner)], args=[MARK_TTL]))
 
     def _post_spooled(self, events: List[Post]) -> None:
         self._post_many([e for e in events if e is not _SETTLE])  # one script: all of them, or none
@@ -177,6 +193,8 @@ class RedisQueue(RecordsQueue):
         except BaseException:
             self._doubt = (batch, events)  # not sent: Redis cannot have stored it under a newer number
             raise
+        if self._doubt is not None:  # lost again: nothing may pass it (nor move the mark past it)
+            raise RetryableError("one-shot batch still in doubt: Redis did not answer")
 
     def _own_mark(self) -> None:
         if self._mark_pid != pid():  # a forked worker: its own mark, batches and doubt (the parent's is its own)

@@ -12,6 +12,7 @@ import pytest
 from servers import Redis
 from conftest import start_real_server
 from support import until
+from statskit.errors import RetryableError
 from statskit.oneshot import QueueLimits, open_queue
 from statskit.oneshot.queue import Reporter
 from statskit.state import open_backend
@@ -55,10 +56,14 @@ def test_posts_while_redis_is_down_are_journaled_on_disk_and_stored_once_in_orde
     assert queue._journal.pending() == 2
     redis.start()
     queue.post('{"n":"4"}', 4.0, 1004)  # behind the journaled ones, whatever the journal thread did yet
-    assert queue.flush(10.0) and queue._journal.pending() == 0
+    assert queue.flush(10.0) and queue._journal.pending() == 0 and queue._journal.waiting() == 0
     assert _got(queue, "prom-a", 2000) == [('{"n":"1"}', 1.0), ('{"n":"2"}', 2.0), ('{"n":"3"}', 3.0),
                                            ('{"n":"4"}', 4.0)]
     assert _got(queue, "prom-a", 2001) == []
+    queue._journal._stop.set()
+    queue._journal._thread.join(5)
+    queue.post('{"n":"5"}', 5.0, 1005)  # the journal drained: straight to Redis again
+    assert queue._journal.pending() == 0 and _got(queue, "prom-a", 2002) == [('{"n":"5"}', 5.0)]
     queue.close(1.0)
     backend.close()
 
@@ -99,8 +104,34 @@ def test_a_killed_process_s_journal_is_adopted_and_each_post_stored_once(tmp_pat
     backend, taker = _queue(tmp_path, redis)  # its journal's thread adopts at start
     until(lambda: taker._journal.db.connection().execute("SELECT count(*) FROM oneshot_journal").fetchone()[0] == 0,
           "the dead process's entries adopted and sent")
+    dead._post_journaled(entries)  # a script of the dead process that reaches Redis late: fenced, stores nothing
     assert _got(taker, "prom-a", 2000) == [('{"n":"1"}', 1.0), ('{"n":"2"}', 2.0), ('{"n":"3"}', 3.0)]
     assert _got(taker, "prom-a", 2001) == []
     taker.close(1.0)
     for b in (backend, dead_backend):
         b.close()
+
+
+def test_a_batch_whose_answer_is_lost_twice_keeps_its_place(tmp_path, redis):
+    # Settling a batch in doubt sends it again; when that answer is lost too, the batch stays in
+    # doubt and the posts behind it must wait (before: they went ahead, moving the mark past it).
+    from servers import HOST, ReplyCutter
+
+    cutter = ReplyCutter(redis.port, command=b"EVALSHA", forward=False)
+    try:
+        backend = open_backend("redis", str(tmp_path), 3600,
+                               SimpleNamespace(redis_url=f"redis://{HOST}:{cutter.port}/0", redis_prefix="j"))
+        queue = open_queue(backend, QueueLimits(max_pending=100), Reporter(backend))
+        queue._spool.kill()  # the settling below is this test's, not the spool thread's
+        queue.scrape("prom-a", 1000)
+        cutter.armed.set()
+        queue._post_many([('{"n":"A"}', 1.0, 1001)])  # lost on the way: in doubt
+        cutter.armed.set()
+        with pytest.raises(RetryableError):
+            queue._post_many([('{"n":"B"}', 2.0, 1002)])  # A sent again and lost again: B waits
+        queue._post_many([('{"n":"B"}', 2.0, 1002)])  # (as the spool or the journal sends it again)
+        assert _got(queue, "prom-a", 2000) == [('{"n":"A"}', 1.0), ('{"n":"B"}', 2.0)]
+        assert _got(queue, "prom-a", 2001) == []
+        backend.close()
+    finally:
+        cutter.close()
