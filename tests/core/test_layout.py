@@ -116,6 +116,7 @@ OLD_NAMES = {
     "statskit.grafana_metrics": ["FLUSH_TIMEOUT", "GrafanaMetrics", "QUERY_FAILURES", "SCRAPES", "build_labels"],
     "statskit.state.sessions": ["MAINTAIN_INTERVAL", "MemorySessionCache", "SEEN_RESOLUTION", "SQLiteSessionCache",
                                 "low_water", "open_session_cache"],
+    "statskit.grafana.journal": ["ADOPT_EVERY", "MAX_DECODED", "PayloadJournal", "SCHEMA"],
     "statskit.state.oneshot": ["FLUSH_INTERVAL", "MAX_PENDING_REASON", "MemoryQueue", "Plan", "SERIES_MEMORY_MS",
                                "SQLiteQueue", "TIMEOUT_REASON", "open_queue", "order_times", "plan_delivery",
                                "trim_cursor"],
