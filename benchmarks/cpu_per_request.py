@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests"), str(HERE)]
@@ -37,15 +36,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def children(pid: int) -> List[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def measure(server: StatskitServer, redis: Redis, scenario, workdir: Path, duration: float) -> Dict[str, float]:
     headers = {"Authorization": f"Token {server.token()}"} if scenario.auth else {}
     wrk(server.url, scenario, headers, 1.0, 8, workdir)  # warm-up, not measured
-    workers = children(server.pid)
+    workers = server.worker_pids()
     before = {pid: cpu_seconds(pid) for pid in workers}
     redis_before, started = cpu_seconds(redis.pid), time.monotonic()
     rate = wrk(server.url, scenario, headers, duration, 8, workdir)

@@ -144,10 +144,6 @@ class PayloadJournal:
         """Take over the rows of journals whose process is gone (their lock is free). They are
         numbered anew, after this process's own (each owner's numbers keep increasing), so they
         are applied after what this process took before adopting them."""
-        with self._mutex:  # no apply between the move and its count
-            return self._adopt()
-
-    def _adopt(self) -> int:
         table = self.table
         owners = [row[0] for row in self.db.connection().execute(
             f"SELECT DISTINCT owner FROM {table} WHERE owner != ?", (self.owner,))]

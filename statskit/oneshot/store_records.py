@@ -71,14 +71,21 @@ class RecordsQueue:
     # -- posting
 
     def post(self, key: str, value: float, time_ms: int) -> None:
-        event = (key, value, time_ms)
-        if not len(self._spool):
+        if not self._waiting():  # else behind what waits, in order
             try:
-                self._post(*event)
+                self._post(key, value, time_ms)
                 return
             except RetryableError:
-                pass  # down or busy: spooled below
-        if not self._spool.submit(event):
+                pass  # down or busy: it waits
+        self._wait(key, value, time_ms)
+
+    def _waiting(self) -> bool:
+        """Whether earlier posts wait for the store (a new one goes behind them)."""
+        return len(self._spool) > 0
+
+    def _wait(self, key: str, value: float, time_ms: int) -> None:
+        """Keep a post the store could not take (answered all the same): in the spool."""
+        if not self._spool.submit((key, value, time_ms)):
             raise Unavailable("one-shot store unavailable and the spool of waiting posts is full")
 
     def _post_spooled(self, events: List[Tuple[str, float, int]]) -> None:

@@ -99,17 +99,13 @@ class RedisQueue(RecordsQueue):
                                            table="oneshot_journal", settled=self._settled, commit_wait=commit_wait)
             self._journal.start()  # what a killed process left is adopted and posted without waiting for posts
 
-    def post(self, key: str, value: float, time_ms: int) -> None:
-        journal = self._journal
-        if journal is None:
-            return super().post(key, value, time_ms)
-        if not journal.waiting() and not len(self._spool):  # else behind what waits, in order
-            try:
-                self._post(key, value, time_ms)
-                return
-            except RetryableError:
-                pass  # down or busy: journaled below
-        journal.append(_encode_event(time_ms, key, value), time.time(), (key, value, time_ms))
+    def _waiting(self) -> bool:
+        return super()._waiting() or (self._journal is not None and self._journal.waiting() > 0)
+
+    def _wait(self, key: str, value: float, time_ms: int) -> None:
+        if self._journal is None:
+            return super()._wait(key, value, time_ms)
+        self._journal.append(_encode_event(time_ms, key, value), time.time(), (key, value, time_ms))
 
     def _post(self, key: str, value: float, time_ms: int) -> None:
         self._group.call([(key, value, time_ms)])
@@ -117,10 +113,7 @@ class RedisQueue(RecordsQueue):
     def _post_journaled(self, entries: List[Entry]) -> None:
         """The journal's thread: its entries in one script, which skips what its mark shows stored;
         raises while Redis stays away (the entries stay journaled)."""
-        with self._send_lock:
-            self._own_mark()
-            self._settle()
-            self._send([post for post, _, _ in entries], [seq for _, _, seq in entries])
+        self._post_many([post for post, _, _ in entries], [seq for _, _, seq in entries])
 
     def _journal_key(self, owner: str) -> str:
         return f"{self.backend.tag}:oneshot-journal:{owner}"
@@ -134,12 +127,12 @@ class RedisQueue(RecordsQueue):
     def _post_spooled(self, events: List[Post]) -> None:
         self._post_many([e for e in events if e is not _SETTLE])  # one script: all of them, or none
 
-    def _post_many(self, events: List[Post]) -> None:
+    def _post_many(self, events: List[Post], journaled: Optional[Sequence[int]] = None) -> None:
         with self._send_lock:
             self._own_mark()  # first: _settle and _send use its mark (a forked worker gets its own)
             self._settle()
             if events:
-                self._send(events)
+                self._send(events, journaled)
 
     def _send(self, events: List[Post], journaled: Optional[Sequence[int]] = None) -> None:
         """One script for ``events`` (``journaled``: their journal numbers). When the answer is
