@@ -77,13 +77,20 @@ class StatskitServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"statskit-server exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
+                if requests.get(self.url + "/ping", timeout=1).status_code == 200 and self._all_booted():
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"statskit-server did not answer within {timeout} s:\n{self.tail()}")
+
+    def _all_booted(self) -> bool:
+        """Every worker asked for has booted: one answering /ping is not enough for a test that
+        takes the workers' PIDs (a second one booting later would look like a restart)."""
+        booted = {int(line.rsplit(":", 1)[1]) for line in self.tail(lines=10_000).splitlines()
+                  if "Booting worker with pid:" in line}
+        return len(booted & set(self.worker_pids())) >= self.workers
 
     def stop(self, timeout: float = 20.0) -> int:
         """Graceful stop: SIGTERM, wait for gunicorn to flush and exit; SIGKILL past ``timeout``."""

@@ -71,7 +71,10 @@ class TelemetryStore(abc.ABC):
 
     @abc.abstractmethod
     def purge(self, cutoff: str, batch: int = 5000) -> int:
-        """Delete expiring rows created before ``cutoff`` (UTC ISO) and closed empty connections."""
+        """Delete expiring rows created before ``cutoff`` (UTC ISO), and the connections left
+        empty that closed before ``cutoff`` too: a connection that closed later may still have
+        messages in a writer's buffer (its own process's, or one that is retrying), and they
+        would be stored after its row was gone, under no node."""
 
     @abc.abstractmethod
     def count_messages(self, audit: Optional[bool] = None) -> int: ...

@@ -225,8 +225,8 @@ class PostgresTelemetryStore(PostgresQueries, TelemetryStore):
             if n < batch:
                 break
         with self._transaction() as cur:
-            cur.execute(f"DELETE FROM peer_connections c WHERE NOT c.audit AND c.closed_at IS NOT NULL AND NOT EXISTS "
-                        f"(SELECT 1 FROM {self.table} l WHERE l.peer_connection_id = c.id)")
+            cur.execute(f"DELETE FROM peer_connections c WHERE NOT c.audit AND c.closed_at < %s AND NOT EXISTS "
+                        f"(SELECT 1 FROM {self.table} l WHERE l.peer_connection_id = c.id)", (cutoff,))
         return deleted  # autovacuum reclaims the space
 
     def count_messages(self, audit: Optional[bool] = None) -> int:

@@ -182,7 +182,7 @@ class SQLiteTelemetryStore(SQLiteQueries, TelemetryStore):
 
     def purge(self, cutoff: str, batch: int = 5000) -> int:
         """Delete expiring (non-audit) rows older than ``cutoff`` in short transactions, then
-        the closed connections left without rows; returns the log rows deleted."""
+        the connections closed before ``cutoff`` left without rows; returns the log rows deleted."""
         deleted = 0
         while True:
             cur = self._write(f"DELETE FROM {self.table} WHERE id IN (SELECT id FROM {self.table} "
@@ -191,8 +191,8 @@ class SQLiteTelemetryStore(SQLiteQueries, TelemetryStore):
             self._reclaim()
             if cur.rowcount < batch:
                 break
-        self._write(f"DELETE FROM peer_connections WHERE audit = 0 AND closed_at IS NOT NULL AND NOT EXISTS "
-                    f"(SELECT 1 FROM {self.table} l WHERE l.peer_connection_id = peer_connections.id)")
+        self._write(f"DELETE FROM peer_connections WHERE audit = 0 AND closed_at < ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM {self.table} l WHERE l.peer_connection_id = peer_connections.id)", (cutoff,))
         return deleted
 
     def _reclaim(self, pages: int = 2000) -> None:

@@ -17,8 +17,9 @@ from telemetry_server import TelemetryServer, wait_for
 
 pytestmark = pytest.mark.e2e
 
-OLD = "2020-01-01T00:00:00Z"  # expired at once (LOG_EXPIRY_H 1): only the open rows keep a connection
-CRASH = {"TELEMETRY_LISTENER_TIMEOUT_S": "1.5"}
+OLD = "2020-01-01T00:00:00Z"  # expired at once: only the open rows keep a connection
+# LOG_EXPIRY_H 2 s: a closed connection row is purged once it closed longer ago than that
+CRASH = {"TELEMETRY_LISTENER_TIMEOUT_S": "1.5", "LOG_EXPIRY_H": str(2 / 3600)}
 
 
 def connected(peer: str) -> str:

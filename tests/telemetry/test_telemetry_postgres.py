@@ -75,9 +75,20 @@ def test_purge_keeps_audit_and_open_connections(url):
                                     store.open_connection("s", False))
     store.insert_messages([Row(expiring, False, old)] * 7 + [Row(audit, True, old)] * 3)
     store.close_connection(expiring)
-    assert store.purge("2021-01-01T00:00:00", batch=2) == 7
+    assert store.purge("2100-01-01T00:00:00", batch=2) == 7
     assert store.count_messages(audit=True) == 3 and store.count_messages() == 3
     assert {c["id"] for c in store.connections()} == {audit, open_silent}
+    store.close()
+
+
+def test_purge_keeps_the_row_of_a_connection_closed_after_the_cutoff(url):
+    store = PostgresTelemetryStore(url)
+    late = store.open_connection("l", False)
+    store.close_connection(late)
+    assert store.purge("2021-01-01T00:00:00") == 0
+    store.insert_messages([Row(late, False, parse_frame('{"msg":"m","ts":"2999-01-01T00:00:00Z"}'))])
+    assert [c["id"] for c in store.connections()] == [late]
+    assert [m["ip_addr"] for m in store.messages()] == ["l"]
     store.close()
 
 

@@ -141,11 +141,26 @@ def test_purge_removes_expired_rows_only_of_the_expiring_route(store):
     writer.flush(5.0)
     expiring.close()
     silent_open = ingest.open("s:1", False)  # open, no message yet: the original deleted this row
-    assert store.purge("2021-01-01T00:00:00.000000", batch=3) == 7
+    assert store.purge("2100-01-01T00:00:00.000000", batch=3) == 7
     assert store.count_messages(audit=True) == 7 and store.count_messages(audit=False) == 1
     ids = {row["id"] for row in store.connections()}
     assert expiring.id not in ids  # closed and empty: gone
     assert {audit.id, fresh.id, silent_open.id} <= ids
+    writer.close(1.0)
+
+
+def test_a_connection_that_closed_after_the_cutoff_keeps_its_row_for_its_last_messages(store):
+    # A node sends and hangs up; its last messages are still in the writer's buffer when a
+    # purge runs. The row must still be there when they are committed, or they belong to no node.
+    state = MemoryState()
+    ingest, writer = ingestor(store, state)
+    conn = ingest.open("10.0.0.9:1", False)
+    conn.frame(b'{"msg":"system.connected","ts":"2999-01-01T00:00:00Z","network_id":"QmLate"}')
+    conn.close()
+    assert store.purge("2021-01-01T00:00:00.000000") == 0  # closed after the cutoff: kept
+    assert [c["id"] for c in store.connections()] == [conn.id]
+    assert writer.flush(5.0)
+    assert [m["peer_id"] for m in store.messages()] == ["QmLate"]
     writer.close(1.0)
 
 
