@@ -103,28 +103,39 @@ class OneShot:
                 yield family
 
     def _events_family(self, deliveries: Sequence[Delivery]) -> Family:
-        if not self.explicit_timestamps:
-            texts = self._value_texts(deliveries)
-            # (a zero is formatted each time: 0.0 == -0.0, so a dict would give one the other's text)
-            text = "".join([f"{METRIC}{{{d.key[2:]} {texts[d.value] if d.value else format_value(d.value)}\n"
-                            for d in deliveries])  # each key less its '{"'
-            # series_prefix for every line at once (the replaces and the checks run in C, several
-            # times faster than a Python step per line): exact where series_prefix's replaces are,
-            # and no key is {} (which leaves "{ "); otherwise the per-line path, exact for any key.
-            if not _replaces_unsafe(text) and "{ " not in text:
-                return TextFamily(METRIC, HELP_EVENTS, "gauge", [text.replace('":"', '="').replace('","', '",')])
-            prefix = self._prefix
-            return TextFamily(METRIC, HELP_EVENTS, "gauge",
-                              [f"{prefix(d.key)} {texts[d.value] if d.value else format_value(d.value)}\n"
-                               for d in deliveries])
-        family = Metric(METRIC, HELP_EVENTS, "gauge")
-        decoded: Dict[str, Dict[str, str]] = {}
-        for d in deliveries:
-            labels = decoded.get(d.key)
-            if labels is None:
-                labels = decoded[d.key] = json.loads(d.key)
-            family.add_sample(METRIC, labels, d.value, _timestamp(d.time_ms) if self.explicit_timestamps else None)
-        return family
+        if self.explicit_timestamps:
+            family = Metric(METRIC, HELP_EVENTS, "gauge")
+            decoded: Dict[str, Dict[str, str]] = {}
+            for d in deliveries:
+                labels = decoded.get(d.key)
+                if labels is None:
+                    labels = decoded[d.key] = json.loads(d.key)
+                family.add_sample(METRIC, labels, d.value, _timestamp(d.time_ms))
+            return family
+        texts = self._value_texts(deliveries)
+        keys = [d.key for d in deliveries]
+        only = next(iter(texts)) if len(texts) == 1 else 0.0  # (0.0 == -0.0: a zero's text may be the other's)
+        if only and "{}" not in keys:
+            # One value for every line (most events carry 1): the keys joined, series_prefix's
+            # replaces on all of them at once, then each key's '{"' made the line's start.
+            joined = "\n".join(keys)
+            if not _replaces_unsafe(joined):
+                value = f" {texts[only]}\n"
+                exposed = joined.replace('":"', '="').replace('","', '",')
+                return TextFamily(METRIC, HELP_EVENTS, "gauge",
+                                  [METRIC + "{" + (exposed + value)[2:].replace('\n{"', value + METRIC + "{")])
+        # (a zero is formatted each time: 0.0 == -0.0, so a dict would give one the other's text)
+        text = "".join([f"{METRIC}{{{d.key[2:]} {texts[d.value] if d.value else format_value(d.value)}\n"
+                        for d in deliveries])  # each key less its '{"'
+        # series_prefix for every line at once (the replaces and the checks run in C, several
+        # times faster than a Python step per line): exact where series_prefix's replaces are,
+        # and no key is {} (which leaves "{ "); otherwise the per-line path, exact for any key.
+        if not _replaces_unsafe(text) and "{ " not in text:
+            return TextFamily(METRIC, HELP_EVENTS, "gauge", [text.replace('":"', '="').replace('","', '",')])
+        prefix = self._prefix
+        return TextFamily(METRIC, HELP_EVENTS, "gauge",
+                          [f"{prefix(d.key)} {texts[d.value] if d.value else format_value(d.value)}\n"
+                           for d in deliveries])
 
     def _value_texts(self, deliveries: Sequence[Delivery]) -> Dict[float, str]:
         """Each value's text for this scrape, from a cache kept across scrapes (most events carry

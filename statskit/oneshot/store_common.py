@@ -35,6 +35,12 @@ def plan_delivery(rows: Iterable[Delivery], cursor: int, ahead: Set[int], since_
     committed after it) are passed over. The cursor stops before the first deferred event;
     delivered events past it join ``ahead``.
     """
+    if not ahead:  # the common case first: every row the first of its series, none too old
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return Plan([], cursor, set())
+        if len({row.key for row in rows}) == len(rows) and min(row.time_ms for row in rows) >= since_ms:
+            return Plan(rows, rows[-1].seq, set())
     seen: Set[str] = set()
     deliveries: List[Delivery] = []
     first_deferred: Optional[int] = None

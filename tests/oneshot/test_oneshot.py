@@ -8,6 +8,8 @@ import sqlite3
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from statskit.errors import TooLarge, ValidationError
 from statskit.metrics import Scrape, render
@@ -458,26 +460,45 @@ ODD = [',', ':', ',,', ',x', 'x,', '":"']  # values the two replaces could take 
 
 @pytest.mark.parametrize("values", [ESCAPED, UNESCAPED, ODD, [","], [":"]],
                          ids=["escapes", "no-escapes", "odd", "comma", "colon"])
+@pytest.mark.parametrize("one_value", [False, True], ids=["own-values", "one-value"])
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
-def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accept, values):
-    # The scrape renders its lines from the stored series keys (fast path: no JSON escape in
-    # any key); each must be byte for byte the library's, escapes, unicode and braces included.
+def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accept, one_value, values):
+    # The scrape renders its lines from the stored series keys (fast paths: no JSON escape in
+    # any key; one value for all); each must be byte for byte the library's, escapes, unicode
+    # and braces included.
     from prometheus_client.core import Metric
     from statskit.exposition import encode
     state = MemoryState()
     oneshot = OneShot(open_queue(state, QueueLimits(max_pending=100)), state)
     render([oneshot], Scrape("prom-a", time=1000.0))
+    numbers = [2.5 if one_value else i + 0.5 for i in range(len(values))]
     for i, value in enumerate(values):
-        oneshot.post([("a", value), ("n", str(i)), ("z", value), ("value", str(i + 0.5))], now=1001.0)
+        oneshot.post([("a", value), ("n", str(i)), ("z", value), ("value", str(numbers[i]))], now=1001.0)
     body = render([oneshot], Scrape("prom-a", time=1002.0), accept)[0].decode()
     expected = Metric("events_to_metrics", "x", "gauge")
     for i, value in enumerate(values):
-        expected.add_sample("events_to_metrics", {"a": value, "n": str(i), "z": value}, i + 0.5)  # first and last
+        expected.add_sample("events_to_metrics", {"a": value, "n": str(i), "z": value}, numbers[i])  # first and last
     lines = [line for line in encode([expected], openmetrics=accept is not None).decode().splitlines()
              if line.startswith("events_to_metrics{")]
     assert len(lines) == len(values)
     for line in lines:
         assert line + "\n" in body
+    assert body.count("\nevents_to_metrics{") == len(values)
+
+
+@pytest.mark.parametrize("value", ["1", "0", "-0", "NaN", "+Inf"])
+def test_events_of_one_value_render_every_line_with_it_an_event_without_labels_too(value):
+    state = MemoryState()
+    oneshot = OneShot(open_queue(state, QueueLimits(max_pending=100)), state)
+    render([oneshot], Scrape("prom-a", time=1000.0))
+    for pairs in ([("n", "1")], [], [("n", "2"), ("z", "x")]):
+        oneshot.post(pairs + [("value", value)], now=1001.0)
+    body = render([oneshot], Scrape("prom-a", time=1002.0))[0].decode()
+    text = {"1": "1.0", "0": "0.0", "-0": "-0.0", "NaN": "NaN", "+Inf": "+Inf"}[value]
+    lines = [line for line in body.splitlines() if line.startswith("events_to_metrics ") or
+             line.startswith("events_to_metrics{")]
+    assert lines == [f'events_to_metrics{{n="1"}} {text}', f"events_to_metrics {text}",
+                     f'events_to_metrics{{n="2",z="x"}} {text}']
 
 
 def test_drops_and_refusals_are_counters(oneshot):
@@ -532,3 +553,15 @@ def test_zero_and_negative_zero_keep_their_own_text_in_one_scrape():
     body = render([oneshot], Scrape("prom-a", time=1002.0))[0].decode()
     for i, text in enumerate(["0.0", "-0.0", "0.0", "-0.0"]):  # as prometheus_client writes them
         assert f'events_to_metrics{{n="{i}"}} {text}\n' in body, body
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 5)), max_size=12), st.integers(0, 6))
+def test_a_plan_is_the_same_whether_or_not_every_row_is_the_first_of_its_series(events, since):
+    # plan_delivery answers the common case (no ahead, every row the first of its series,
+    # none older than since) without its loop; an ahead seq at or below the cursor changes
+    # nothing but forces the loop, so both must give the same plan.
+    from statskit.oneshot.queue import Delivery
+    from statskit.oneshot.store_common import plan_delivery
+    rows = [Delivery(10 + i, time_ms, key, 1.0) for i, (key, time_ms) in enumerate(events)]
+    fast, loop = plan_delivery(list(rows), 9, set(), since), plan_delivery(list(rows), 9, {9}, since)
+    assert (fast.deliveries, fast.cursor, fast.ahead) == (loop.deliveries, loop.cursor, loop.ahead)
