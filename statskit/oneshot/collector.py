@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Timestamp
@@ -22,7 +22,7 @@ from .parsing import (
     log,
     parse_event,
 )
-from .queue import Delivery, OneShotQueue, ScrapeResult
+from .queue import Columns, Delivery, OneShotQueue, ScrapeResult
 
 # --------------------------------------------------------------------------- facade + /metrics
 
@@ -112,8 +112,9 @@ class OneShot:
                     labels = decoded[d.key] = json.loads(d.key)
                 family.add_sample(METRIC, labels, d.value, _timestamp(d.time_ms))
             return family
-        texts = self._value_texts(deliveries)
-        keys = [d.key for d in deliveries]
+        columns = Columns.of(deliveries)
+        keys, values = columns.keys, columns.values
+        texts = self._value_texts(values)
         only = next(iter(texts)) if len(texts) == 1 else 0.0  # (0.0 == -0.0: a zero's text may be the other's)
         if only and "{}" not in keys:
             # One value for every line (most events carry 1): the keys joined, series_prefix's
@@ -125,8 +126,8 @@ class OneShot:
                 return TextFamily(METRIC, HELP_EVENTS, "gauge",
                                   [METRIC + "{" + (exposed + value)[2:].replace('\n{"', value + METRIC + "{")])
         # (a zero is formatted each time: 0.0 == -0.0, so a dict would give one the other's text)
-        text = "".join([f"{METRIC}{{{d.key[2:]} {texts[d.value] if d.value else format_value(d.value)}\n"
-                        for d in deliveries])  # each key less its '{"'
+        text = "".join([f"{METRIC}{{{key[2:]} {texts[value] if value else format_value(value)}\n"
+                        for key, value in zip(keys, values)])  # each key less its '{"'
         # series_prefix for every line at once (the replaces and the checks run in C, several
         # times faster than a Python step per line): exact where series_prefix's replaces are,
         # and no key is {} (which leaves "{ "); otherwise the per-line path, exact for any key.
@@ -134,10 +135,10 @@ class OneShot:
             return TextFamily(METRIC, HELP_EVENTS, "gauge", [text.replace('":"', '="').replace('","', '",')])
         prefix = self._prefix
         return TextFamily(METRIC, HELP_EVENTS, "gauge",
-                          [f"{prefix(d.key)} {texts[d.value] if d.value else format_value(d.value)}\n"
-                           for d in deliveries])
+                          [f"{prefix(key)} {texts[value] if value else format_value(value)}\n"
+                           for key, value in zip(keys, values)])
 
-    def _value_texts(self, deliveries: Sequence[Delivery]) -> Dict[float, str]:
+    def _value_texts(self, values: List[float]) -> Dict[float, str]:
         """Each value's text for this scrape, from a cache kept across scrapes (most events carry
         1). A dict of its own: another thread's scrape may clear the cache meanwhile. A NaN is
         not kept (each is a key of its own)."""
@@ -145,7 +146,7 @@ class OneShot:
         if len(cache) > MAX_CACHED_VALUES:
             cache.clear()
         texts = {}
-        for value in {d.value for d in deliveries}:
+        for value in set(values):
             text = cache.get(value)
             if text is None:
                 text = format_value(value)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Union, overload
 
 from ..logs import RateLimit
 from ..state import StateStore
@@ -50,11 +50,70 @@ class Delivery:
     value: float
 
 
+class Columns(Sequence[Delivery]):
+    """Deliveries as columns, so that a scrape renders every key and value without an object
+    per event. :meth:`of` makes them from any deliveries; a store that reads in bulk makes them
+    directly, and may give the seqs and times as comma-separated text, parsed only if asked for.
+
+        >>> cols = Columns(['{"a":"x"}', '{"a":"y"}'], [1.0, 1.0], "7,9", "1000,1001")
+        >>> cols.keys, cols[1]
+        (['{"a":"x"}', '{"a":"y"}'], Delivery(seq=9, time_ms=1001, key='{"a":"y"}', value=1.0))
+    """
+
+    def __init__(self, keys: List[str], values: List[float], seqs: Union[List[int], str],
+                 times: Union[List[int], str]) -> None:
+        self.keys, self.values = keys, values
+        self._seqs, self._times = seqs, times
+
+    @classmethod
+    def of(cls, deliveries: Sequence[Delivery]) -> "Columns":
+        if isinstance(deliveries, Columns):
+            return deliveries
+        return cls([d.key for d in deliveries], [d.value for d in deliveries], [d.seq for d in deliveries],
+                   [d.time_ms for d in deliveries])
+
+    @property
+    def seqs(self) -> List[int]:
+        if isinstance(self._seqs, str):
+            self._seqs = _ints(self._seqs)
+        return self._seqs
+
+    @property
+    def times(self) -> List[int]:
+        if isinstance(self._times, str):
+            self._times = _ints(self._times)
+        return self._times
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> Delivery: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> List[Delivery]: ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[Delivery, List[Delivery]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return Delivery(self.seqs[index], self.times[index], self.keys[index], self.values[index])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, (list, Columns)) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Columns({list(self)!r})"
+
+
+def _ints(text: str) -> List[int]:
+    return list(map(int, text.split(","))) if text else []
+
+
 @dataclass
 class ScrapeResult:
     """What a scrape got: its samples, and every tracked scraper's backlog before the scrape."""
 
-    deliveries: List[Delivery] = field(default_factory=list)
+    deliveries: Sequence[Delivery] = field(default_factory=list)
     pending: Dict[str, int] = field(default_factory=dict)
     status: str = "known"  # known, new, refused, peek (HEAD: nothing changed) or error
 

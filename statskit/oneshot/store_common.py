@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .queue import Delivery
 
@@ -22,7 +22,7 @@ FLUSH_INTERVAL = 0.05
 class Plan:
     """What one scrape hands out and where the scraper's cursor goes."""
 
-    deliveries: List[Delivery]
+    deliveries: Sequence[Delivery]
     cursor: int
     ahead: Set[int]
 

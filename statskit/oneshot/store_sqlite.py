@@ -7,9 +7,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from ..state.sqlite import SQLiteDB
 from ..state.sqlite_writer import CommitBeforeReturn
-from .queue import Delivery, QueueLimits, Reporter, ScrapeResult
+from .queue import Columns, Delivery, QueueLimits, Reporter, ScrapeResult
 from .store_common import (
     MAX_PENDING_REASON,
+    Plan,
     SERIES_MEMORY_MS,
     TIMEOUT_REASON,
     log,
@@ -110,7 +111,7 @@ class SQLiteQueue:
                 state = scrapers[scraper] = fresh[scraper]
             cursor, ahead_count, since = state
             ahead = self._ahead(conn, scraper) if ahead_count else set()
-            plan = plan_delivery(self._rows(conn, cursor), cursor, ahead, since)
+            plan = self._plan(conn, cursor, ahead, since)
             conn.execute("UPDATE oneshot_scrapers SET cursor = ?, last_scrape_ms = ? WHERE id = ?",
                          (plan.cursor, now_ms, scraper))
             if ahead or plan.ahead:
@@ -131,7 +132,7 @@ class SQLiteQueue:
         if scraper in scrapers:
             cursor, ahead_count, since = scrapers[scraper]
             ahead = self._ahead(conn, scraper) if ahead_count else set()
-            result.deliveries = plan_delivery(self._rows(conn, cursor), cursor, ahead, since).deliveries
+            result.deliveries = self._plan(conn, cursor, ahead, since).deliveries
         return result
 
     def maintain(self, now_ms: int) -> None:
@@ -159,6 +160,24 @@ class SQLiteQueue:
     @staticmethod
     def _ahead(conn: sqlite3.Connection, scraper: str) -> Set[int]:
         return {seq for (seq,) in conn.execute("SELECT seq FROM oneshot_ahead WHERE scraper = ?", (scraper,))}
+
+    def _plan(self, conn: sqlite3.Connection, cursor: int, ahead: Set[int], since: int) -> Plan:
+        """:func:`plan_delivery` of the events after ``cursor``. The common case (none delivered
+        ahead, every one the first of its series, none older than ``since``, one value for
+        all) is read in bulk: one row of aggregates with the keys joined in one string, instead
+        of a Python object per event (10,000 events: ~5 ms instead of ~10)."""
+        if not ahead and conn.execute(_FIRST_DISTINCT, (cursor,)).fetchone()[0]:
+            count, oldest, last, low, high, values = conn.execute(_AGGREGATES, (cursor,)).fetchone()
+            if count == 0:
+                return Plan([], cursor, set())
+            if oldest >= since and values == count and low == high:
+                keys, seqs, times = conn.execute(_JOINED, (cursor,)).fetchone()
+                split = keys.split("\n")  # a key is JSON: a newline in it is escaped
+                if len(set(split)) == count:
+                    # One pass of the aggregates keeps the three columns aligned; their order
+                    # (seq order in practice) is only the order of the lines on the page.
+                    return Plan(Columns(split, [low] * count, seqs, times), last, set())
+        return plan_delivery(self._rows(conn, cursor), cursor, ahead, since)
 
     @staticmethod
     def _rows(conn: sqlite3.Connection, cursor: int) -> List[Delivery]:
@@ -233,6 +252,16 @@ class SQLiteQueue:
         """Commit every post still buffered (graceful stop). The state store owns the connection."""
         if not self.writer.close(timeout):
             log.error("one-shot queue stopped with %d event(s) not stored", len(self.writer))
+
+
+# A series twice among the first events: a backlog of a few busy series goes straight to the
+# rows, without reading every key first to find that out.
+_FIRST_DISTINCT = ("SELECT count(DISTINCT series) = count(*) FROM "
+                   "(SELECT series FROM oneshot_events WHERE seq > ? ORDER BY seq LIMIT 256)")
+_AGGREGATES = ("SELECT count(*), min(time_ms), max(seq), min(value), max(value), count(value) FROM oneshot_events "
+               "WHERE seq > ?")  # count(value): a NULL (NaN) is not one value
+_JOINED = ("SELECT group_concat(series, char(10)), group_concat(seq), group_concat(time_ms) FROM "
+           "(SELECT series, seq, time_ms FROM oneshot_events WHERE seq > ? ORDER BY seq)")
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:

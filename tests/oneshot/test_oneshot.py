@@ -15,7 +15,7 @@ from statskit.errors import TooLarge, ValidationError
 from statskit.metrics import Scrape, render
 from statskit_server.peer import check_scraper_name
 from statskit.oneshot import (DROPPED, EVENT_COUNT, REFUSED, OneShot, QueueLimits, Reporter,
-                              open_queue, parse_event, parse_form, parse_value)
+                              open_queue, parse_event, parse_form, parse_value, series_key)
 from statskit.state import open_backend, sum_by
 from statskit.state.memory import MemoryState
 from statskit.oneshot.store_memory import MemoryQueue
@@ -326,6 +326,50 @@ def test_nan_and_infinities_come_back(make_queue):
 # --------------------------------------------------------------------------- SQLite: workers, restarts
 
 
+SCENARIOS = {
+    "distinct-one-value": [("a", "1", 1000), ("b", "1", 1001), ("c", "1", 1000)],
+    "own-values": [("a", "1", 1000), ("b", "2.5", 1001), ("c", "1", 1002)],
+    "a-series-twice": [("a", "1", 1000), ("b", "1", 1001), ("a", "1", 1002)],
+    "nan": [("a", "NaN", 1000), ("b", "NaN", 1001)],
+    "older-than-the-scraper": [("a", "1", 500), ("b", "1", 1001)],
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_queue_hands_out_what_the_memory_queue_does(make_queue, scenario):
+    # The SQLite queue reads the common case (distinct series, one value) in bulk and the
+    # rest row by row; what a scraper gets, scrape after scrape, must not depend on that.
+    def deliveries(queue):
+        queue.scrape("prom-a", 900)
+        for key, value, time_ms in SCENARIOS[scenario]:
+            queue.post(series_key([("n", key)]), parse_value(value), time_ms)
+        queue.flush(5.0)
+        return [[(d.time_ms, d.key, repr(d.value)) for d in queue.scrape("prom-a", 1100 + i).deliveries]
+                for i in range(3)]
+
+    queue, _ = make_queue()
+    assert deliveries(queue) == deliveries(MemoryQueue(LIMITS, Reporter(MemoryState())))
+
+
+def test_a_series_twice_far_into_a_backlog_still_waits_for_the_next_scrape(tmp_path):
+    # The SQLite queue looks for a repeated series among the first 256 events before reading
+    # in bulk; one repeated only later is found in the bulk read, and the rows decide.
+    limits = QueueLimits(max_pending=1000)
+    state = SQLiteState(str(tmp_path / "state.db"))
+    sqlite, memory = SQLiteQueue(state.db, limits, Reporter(state)), MemoryQueue(limits, Reporter(MemoryState()))
+    got = {}
+    for name, queue in (("sqlite", sqlite), ("memory", memory)):
+        queue.scrape("prom-a", 900)
+        for i in range(300):
+            queue.post(series_key([("n", str(i))]), 1.0, 1000 + i)
+        queue.post(series_key([("n", "0")]), 1.0, 2000)
+        queue.flush(5.0)
+        got[name] = [[(d.time_ms, d.key) for d in queue.scrape("prom-a", 3000 + i).deliveries] for i in range(3)]
+    assert [len(d) for d in got["sqlite"]] == [300, 1, 0]
+    assert got["sqlite"] == got["memory"]
+    state.close()
+
+
 def test_sqlite_queue_is_shared_by_stores_on_the_same_file_and_survives_reopening(tmp_path):
     path = str(tmp_path / "state.db")
     one, two = SQLiteState(path), SQLiteState(path)
@@ -442,13 +486,17 @@ def test_openmetrics_rendering_keeps_the_original_sample_names(oneshot):
 
 
 @pytest.mark.parametrize("accept, stamp", [(None, " 1700000000001\n"), (OPENMETRICS, " 1700000000.0015")])
-def test_explicit_timestamps_are_the_event_millisecond_in_both_formats(accept, stamp):
-    state = MemoryState()
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_explicit_timestamps_are_the_event_millisecond_in_both_formats(kind, accept, stamp, tmp_path):
+    state = MemoryState() if kind == "memory" else SQLiteState(str(tmp_path / "state.db"))
     oneshot = OneShot(open_queue(state, LIMITS), state, explicit_timestamps=True)
     render([oneshot], Scrape("prom-a", time=1_699_999_999.0))
     oneshot.post([("type", "deploy")], now=1_700_000_000.001)
+    oneshot.post([("type", "release")], now=1_700_000_000.002)  # (two series, one value: read in bulk)
     body = render([oneshot], Scrape("prom-a", time=1_700_000_001.0), accept)[0].decode()
     assert re.search(r'events_to_metrics\{type="deploy"\} 1\.0' + re.escape(stamp), body), body
+    later = stamp.replace("0001", "0002").replace("0015", "0025")
+    assert re.search(r'events_to_metrics\{type="release"\} 1\.0' + re.escape(later), body), body
     # 1.0015 s: OpenMetrics readers (Prometheus: int64(ts * 1000)) land on the event's ms exactly.
     assert int(float("1700000000.0015") * 1000) == 1700000000001
 
@@ -462,13 +510,14 @@ ODD = [',', ':', ',,', ',x', 'x,', '":"']  # values the two replaces could take 
                          ids=["escapes", "no-escapes", "odd", "comma", "colon"])
 @pytest.mark.parametrize("one_value", [False, True], ids=["own-values", "one-value"])
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
-def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(accept, one_value, values):
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_event_lines_are_what_prometheus_client_renders_for_awkward_labels(kind, accept, one_value, values, tmp_path):
     # The scrape renders its lines from the stored series keys (fast paths: no JSON escape in
-    # any key; one value for all); each must be byte for byte the library's, escapes, unicode
-    # and braces included.
+    # any key; one value for all, which the SQLite queue reads in bulk); each must be byte for
+    # byte the library's, escapes, unicode and braces included.
     from prometheus_client.core import Metric
     from statskit.exposition import encode
-    state = MemoryState()
+    state = MemoryState() if kind == "memory" else SQLiteState(str(tmp_path / "state.db"))
     oneshot = OneShot(open_queue(state, QueueLimits(max_pending=100)), state)
     render([oneshot], Scrape("prom-a", time=1000.0))
     numbers = [2.5 if one_value else i + 0.5 for i in range(len(values))]
